@@ -1,0 +1,74 @@
+"""The embedded stack: Airflow, MLflow and Feast on SQLite plus a local data lake, all under one folder.
+
+Nothing here is a service: it is the environment (Airflow config and ``AIRFLOW_CONN_*`` connections)
+that points the unchanged DAGs at local files. Production swaps these variables, not the DAGs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+API_PORT = 8080
+
+
+def embedded_env(home: Path, *, api_port: int = API_PORT, project: Path = PROJECT_ROOT) -> dict[str, str]:
+    """Environment variables for the embedded stack rooted at ``home`` (created on first use)."""
+    home = home.resolve()
+    for sub in ("airflow", "data", "mlflow/artifacts", "feast"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    airflow_home = home / "airflow"
+    secret_file = airflow_home / "jwt_secret"
+    if not secret_file.exists():
+        secret_file.write_text(os.urandom(24).hex())
+    connections = {
+        "mlops_storage": {"conn_type": "generic", "extra": {"root": str(home / "data")}},
+        "mlflow_default": {
+            "conn_type": "generic",
+            "extra": {
+                "tracking_uri": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+                "artifact_location": (home / "mlflow" / "artifacts").as_uri(),
+            },
+        },
+        "feast_default": {
+            "conn_type": "generic",
+            "extra": {
+                "project": "mlops",
+                "registry": {
+                    "registry_type": "sql",
+                    "path": f"sqlite:///{home / 'feast' / 'registry.db'}",
+                    "cache_ttl_seconds": 60,
+                },
+                "online_store": {"type": "sqlite", "path": str(home / "feast" / "online.db")},
+                "offline_store": {"type": "file"},
+            },
+        },
+    }
+    env = {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(project / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{api_port}",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "GX_ANALYTICS_ENABLED": "false",
+        "MLFLOW_TRACKING_URI": connections["mlflow_default"]["extra"]["tracking_uri"],  # for the mlflow CLI/UI
+        "MLOPS_HOME": str(home),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(project / "plugins"), os.environ.get("PYTHONPATH")])),
+    }
+    for conn_id, definition in connections.items():
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(definition)
+    passwords = airflow_home / "passwords.json"
+    if not passwords.exists():
+        passwords.write_text(json.dumps({"admin": "admin"}))
+    return env

@@ -1,0 +1,250 @@
+"""The pipeline spec: one YAML file per ML use case, validated before any DAG is built.
+
+A spec says *what* to train on and *which* gates to apply; *where* things live (MLflow, Feast stores,
+the data lake) comes from Airflow connections, so the same spec runs embedded and in production.
+Relative paths inside a spec are resolved against the spec file's folder.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+TRAINERS = ("sklearn_gradient_boosting", "sklearn_logistic_regression", "torch_mlp")
+METRICS = ("roc_auc", "accuracy", "f1", "log_loss")
+LOWER_IS_BETTER = frozenset({"log_loss"})
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=60)]
+_SCHEDULE_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly")
+
+
+def _check_schedule(value: str) -> str:
+    if value in _SCHEDULE_PRESETS or re.fullmatch(r"(\S+\s+){4}\S+", value.strip()):
+        return value
+    raise ValueError(f"must be a cron expression or one of {', '.join(_SCHEDULE_PRESETS)}")
+
+
+Schedule = Annotated[str, AfterValidator(_check_schedule)]
+
+
+class SpecError(ValueError):
+    """A pipeline spec that cannot be used; the message names the file, the key and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Column(_Strict):
+    name: Name
+    dtype: Literal["int64", "float64", "string"]
+
+    @property
+    def categorical(self) -> bool:
+        return self.dtype == "string"
+
+
+class DataSpec(_Strict):
+    """Raw daily partitions as they land, relative to the storage root (``<path>/date=YYYY-MM-DD/``)."""
+
+    raw_path: str
+    labels_path: str
+    entity_key: Name
+    timestamp_column: Name = "event_timestamp"
+    label_column: Name
+    features: list[Column] = Field(min_length=1)
+
+    @field_validator("features")
+    @classmethod
+    def _unique(cls, features: list[Column]) -> list[Column]:
+        names = [c.name for c in features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"feature names must be unique, repeated: {dupes}")
+        return features
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [c.name for c in self.features]
+
+    @property
+    def numerical(self) -> list[str]:
+        return [c.name for c in self.features if not c.categorical]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [c.name for c in self.features if c.categorical]
+
+
+class FeaturePipelineSpec(_Strict):
+    schedule: Schedule = "@daily"
+    feature_view: Name
+    raw_suite: Path
+    # Late rows for the previous days are picked up by re-materialising this many days before ds.
+    overlap_days: int = Field(default=1, ge=0, le=30)
+    ttl_days: int = Field(default=30, ge=1)
+
+
+class ModelSpec(_Strict):
+    trainer: Literal[TRAINERS]  # type: ignore[valid-type]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class MetricThresholdSpec(_Strict):
+    """Mirrors ``mlflow.models.MetricThreshold``: absolute floor plus change against the champion."""
+
+    threshold: float | None = None
+    min_absolute_change: float | None = Field(default=None, gt=0)
+    min_relative_change: float | None = Field(default=None, gt=0)
+
+
+class TrainingSpec(_Strict):
+    schedule: Schedule | None = "@weekly"
+    window_days: int = Field(default=28, ge=2)
+    holdout_days: int = Field(default=4, ge=1)
+    training_suite: Path
+    primary_metric: Literal[METRICS] = "roc_auc"  # type: ignore[valid-type]
+    model: ModelSpec
+    thresholds: dict[Literal[METRICS], MetricThresholdSpec] = Field(min_length=1)  # type: ignore[valid-type]
+    registered_model: Name | None = None
+    queue: str | None = None
+    infra_validation_rows: int = Field(default=20, ge=1)
+
+    @model_validator(mode="after")
+    def _holdout_fits(self) -> TrainingSpec:
+        if self.holdout_days >= self.window_days:
+            raise ValueError(
+                f"holdout_days ({self.holdout_days}) must be smaller than window_days ({self.window_days})"
+            )
+        return self
+
+
+class DriftPolicySpec(_Strict):
+    """When monitoring asks for a new model."""
+
+    max_drifted_share: float = Field(default=0.5, gt=0, le=1)
+    key_features: list[Name] = Field(default_factory=list)
+    min_performance: dict[Literal[METRICS], float] = Field(default_factory=dict)  # type: ignore[valid-type]
+    cooldown_days: int = Field(default=7, ge=0)
+
+
+class MonitoringSpec(_Strict):
+    schedule: Schedule = "@daily"
+    predictions_path: str
+    reports_path: str
+    drift: DriftPolicySpec = DriftPolicySpec()
+    # Labels of the last N days are joined with predictions for the performance report.
+    performance_window_days: int = Field(default=7, ge=1)
+    retrain_on_drift: bool = True
+
+
+class PipelineSpec(_Strict):
+    name: Name
+    description: str = ""
+    owner: str = "mlops"
+    start_date: date
+    tags: list[str] = Field(default_factory=list)
+    data: DataSpec
+    features: FeaturePipelineSpec
+    training: TrainingSpec
+    monitoring: MonitoringSpec
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> PipelineSpec:
+        known = set(self.data.feature_names)
+        unknown = [f for f in self.monitoring.drift.key_features if f not in known]
+        if unknown:
+            raise ValueError(f"monitoring.drift.key_features {unknown} are not features (allowed: {sorted(known)})")
+        if self.training.primary_metric not in self.training.thresholds:
+            raise ValueError(f"training.thresholds must include the primary_metric '{self.training.primary_metric}'")
+        return self
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.training.registered_model or f"{self.name}_model"
+
+    def dag_id(self, kind: Literal["features", "training", "monitoring"]) -> str:
+        return f"{self.name}_{kind}"
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        parent: Any = PipelineSpec
+        for part in error["loc"][:-1]:
+            parent = _submodel(parent, part)
+        allowed = sorted(parent.model_fields) if parent is not None else []
+        return f"unknown key '{location}' (allowed here: {', '.join(allowed)})"
+    if error["type"] == "missing":
+        return f"missing required key '{location}'"
+    value = error.get("input")
+    shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
+    return f"'{location}': {error['msg']}{shown}"
+
+
+def _submodel(model: Any, key: Any) -> Any:
+    if model is None or isinstance(key, int):
+        return model
+    field = model.model_fields.get(key)
+    if field is None:
+        return None
+    annotation = field.annotation
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return model
+
+
+def parse_spec(raw: Any, source: Path) -> PipelineSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: a pipeline spec must be a mapping, got {type(raw).__name__}")
+    try:
+        spec = PipelineSpec.model_validate({**raw, "source": source})
+    except ValidationError as exc:
+        problems = "\n  ".join(_describe(e) for e in exc.errors())
+        raise SpecError(f"{source}: invalid pipeline spec:\n  {problems}") from None
+    base = source.parent
+    return spec.model_copy(
+        update={
+            "features": spec.features.model_copy(update={"raw_suite": _resolve(base, spec.features.raw_suite)}),
+            "training": spec.training.model_copy(
+                update={"training_suite": _resolve(base, spec.training.training_suite)}
+            ),
+        }
+    )
+
+
+def _resolve(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Read and validate one spec file; every problem is raised as a :class:`SpecError`."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{source}: cannot read pipeline spec: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: not valid YAML: {exc}") from None
+    spec = parse_spec(raw, source)
+    for suite in (spec.features.raw_suite, spec.training.training_suite):
+        if not suite.is_file():
+            raise SpecError(f"{source}: expectation suite file not found: {suite}")
+    return spec

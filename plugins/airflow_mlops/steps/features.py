@@ -1,0 +1,128 @@
+"""Feast: the feature view comes from the spec, validated partitions are its offline source, and
+materialisation copies a time window into the online store.
+
+The Feast objects (entity, source, feature view) are derived from the spec, so the spec stays the
+single declaration of the features; where the registry and stores live comes from configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from airflow_mlops.spec import PipelineSpec
+from airflow_mlops.storage import DataError, Storage, partition, read_partition
+
+
+def offline_prefix(spec: PipelineSpec) -> str:
+    """Where validated partitions live: the Feast offline source of the feature view."""
+    return f"offline/{spec.name}/{spec.features.feature_view}"
+
+
+def quarantine_prefix(spec: PipelineSpec) -> str:
+    return f"quarantine/{spec.name}/{spec.features.feature_view}"
+
+
+@dataclass(frozen=True)
+class FeastTarget:
+    """A Feast ``RepoConfig`` as a plain dict (project, registry, online_store, offline_store)."""
+
+    config: dict[str, Any]
+
+    def store(self) -> Any:
+        from feast import FeatureStore, RepoConfig
+
+        return FeatureStore(
+            config=RepoConfig(**{"provider": "local", "entity_key_serialization_version": 3, **self.config})
+        )
+
+
+def definitions(spec: PipelineSpec, storage: Storage) -> list[Any]:
+    from feast import Entity, FeatureView, Field, FileSource
+    from feast.types import Float64, Int64, String
+    from feast.value_type import ValueType
+
+    dtypes = {"int64": Int64, "float64": Float64, "string": String}
+    entity = Entity(name=spec.data.entity_key, join_keys=[spec.data.entity_key], value_type=ValueType.INT64)
+    source = FileSource(
+        name=f"{spec.name}_{spec.features.feature_view}_source",
+        path=str(storage.path(offline_prefix(spec))),
+        timestamp_field=spec.data.timestamp_column,
+    )
+    view = FeatureView(
+        name=spec.features.feature_view,
+        entities=[entity],
+        ttl=timedelta(days=spec.features.ttl_days),
+        schema=[Field(name=c.name, dtype=dtypes[c.dtype]) for c in spec.data.features],
+        source=source,
+        online=True,
+        tags={"pipeline": spec.name, "owner": spec.owner},
+    )
+    return [entity, view]
+
+
+def apply(store: Any, spec: PipelineSpec, storage: Storage) -> None:
+    """Register (or update) the spec's entity and feature view; idempotent."""
+    store.apply(definitions(spec, storage))
+
+
+def write_offline(storage: Storage, spec: PipelineSpec, ds: date, frame: pd.DataFrame) -> str:
+    """Replace the day's offline partition with the validated rows (only the spec's columns)."""
+    columns = [spec.data.entity_key, spec.data.timestamp_column, *spec.data.feature_names]
+    key = partition(offline_prefix(spec), ds)
+    clean = frame[columns].copy()
+    clean[spec.data.timestamp_column] = pd.to_datetime(clean[spec.data.timestamp_column], utc=True)
+    data = clean.to_parquet(index=False)
+    storage.replace_folder(key, {"part.parquet": data})
+    return key
+
+
+def materialize_window(spec: PipelineSpec, ds: date) -> tuple[datetime, datetime]:
+    """``[ds - overlap_days, ds + 1 day)``: the day itself plus late rows of the days before."""
+    start = datetime.combine(ds - timedelta(days=spec.features.overlap_days), datetime.min.time(), UTC)
+    return start, datetime.combine(ds + timedelta(days=1), datetime.min.time(), UTC)
+
+
+def materialize(store: Any, spec: PipelineSpec, ds: date) -> dict[str, Any]:
+    start, end = materialize_window(spec, ds)
+    store.materialize(start_date=start, end_date=end, feature_views=[spec.features.feature_view])
+    return {"feature_view": spec.features.feature_view, "start": start.isoformat(), "end": end.isoformat()}
+
+
+def training_entities(storage: Storage, spec: PipelineSpec, as_of: date) -> pd.DataFrame:
+    """Labels that had *arrived* by ``as_of`` for snapshots inside the training window."""
+    first = as_of - timedelta(days=spec.training.window_days - 1)
+    frames = []
+    for offset in range((as_of - first).days + 1):
+        key = partition(spec.data.labels_path, first + timedelta(days=offset))
+        if storage.files(key, ".parquet"):
+            frames.append(read_partition(storage, key))
+    if not frames:
+        raise DataError(f"no label partitions under {storage.path(spec.data.labels_path)} between {first} and {as_of}")
+    labels = pd.concat(frames, ignore_index=True)
+    missing = {spec.data.entity_key, spec.data.timestamp_column, spec.data.label_column} - set(labels.columns)
+    if missing:
+        raise DataError(f"label partitions under {spec.data.labels_path} lack columns {sorted(missing)}")
+    labels[spec.data.timestamp_column] = pd.to_datetime(labels[spec.data.timestamp_column], utc=True)
+    return labels.drop_duplicates([spec.data.entity_key, spec.data.timestamp_column], keep="last")
+
+
+def point_in_time_training_set(store: Any, spec: PipelineSpec, entities: pd.DataFrame) -> pd.DataFrame:
+    """Join each label with the feature values known at its timestamp (Feast point-in-time join).
+
+    Labels whose snapshot never passed validation get no features; they are dropped, not imputed.
+    """
+    refs = [f"{spec.features.feature_view}:{name}" for name in spec.data.feature_names]
+    frame = store.get_historical_features(entity_df=entities, features=refs).to_df()
+    joined = frame.dropna(subset=spec.data.feature_names, how="all")
+    order = [spec.data.entity_key, spec.data.timestamp_column, *spec.data.feature_names, spec.data.label_column]
+    return joined[order].sort_values([spec.data.timestamp_column, spec.data.entity_key]).reset_index(drop=True)
+
+
+def online_features(store: Any, spec: PipelineSpec, entity_ids: list[int]) -> pd.DataFrame:
+    refs = [f"{spec.features.feature_view}:{name}" for name in spec.data.feature_names]
+    rows = [{spec.data.entity_key: int(i)} for i in entity_ids]
+    return store.get_online_features(features=refs, entity_rows=rows).to_df()
