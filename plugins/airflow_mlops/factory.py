@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, Param
+from airflow.sdk import DAG, Asset, Param, XComArg
 
 from airflow_mlops.operators import (
     BuildTrainingSetOperator,
@@ -92,7 +92,10 @@ def training_dag(spec: PipelineSpec) -> DAG:
     ) as dag:
         build = BuildTrainingSetOperator(task_id="build_training_set", **common)
         gate = ValidateDataOperator(
-            task_id="validate_training_set", stage="training", source=build.output["key"], **common
+            task_id="validate_training_set",
+            stage="training",
+            source="{{ ti.xcom_pull(task_ids='build_training_set')['key'] }}",
+            **common,
         )
         train = TrainModelOperator(
             task_id="train_model",
@@ -106,7 +109,7 @@ def training_dag(spec: PipelineSpec) -> DAG:
         )
         infra = InfraValidationOperator(task_id="infra_validation", candidate=train.output, **common)
         promote = PromoteModelOperator(
-            task_id="promote_champion", candidate=train.output, decision=challenger.output, **common
+            task_id="promote_champion", candidate=train.output, decision=XComArg(challenger, key="decision"), **common
         )
         build >> gate >> train >> challenger >> infra >> promote
     return dag
@@ -138,7 +141,7 @@ def monitoring_dag(spec: PipelineSpec) -> DAG:
             task_id="trigger_training",
             trigger_dag_id=spec.dag_id("training"),
             decision_task_id="decide_retraining",
-            wait_for_completion=True,
+            wait_for_completion=spec.monitoring.wait_for_training,
             deferrable=True,
             poke_interval=10,
         )

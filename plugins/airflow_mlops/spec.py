@@ -149,6 +149,9 @@ class MonitoringSpec(_Strict):
     # Labels of the last N days are joined with predictions for the performance report.
     performance_window_days: int = Field(default=7, ge=1)
     retrain_on_drift: bool = True
+    # Hold the monitoring run until the training run it started has finished, so the next day is
+    # scored by the model that training produced (and drift-triggered runs never pile up).
+    wait_for_training: bool = True
 
 
 class PipelineSpec(_Strict):

@@ -123,14 +123,28 @@ def log_and_register(
             input_example=input_example,
             registered_model_name=model_name,
             pyfunc_predict_fn="predict_proba",
+            # skops (MLflow's default) refuses the torch trainer and needs a per-model allow-list; the
+            # registry only ever holds models these pipelines trained, so cloudpickle is safe here.
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            pip_requirements=requirements(model),
         )
     version = str(info.registered_model_version)
     client = target.client()
     client.set_model_version_tag(model_name, version, "training_key", training_key)
-    for key in ("trigger", "logical_date", "airflow_run_id", "data_fingerprint"):
-        if key in tags:
-            client.set_model_version_tag(model_name, version, key, tags[key])
+    for key, value in tags.items():  # the version carries its lineage, not only its run
+        if key != "run_name" and value:
+            client.set_model_version_tag(model_name, version, key, value)
     return Candidate(run.info.run_id, version, f"models:/{model_name}/{version}", metrics)
+
+
+def requirements(model: Any) -> list[str]:
+    """Pinned serving requirements, from this process (MLflow's own inference costs seconds per model)."""
+    from importlib.metadata import version
+
+    packages = ["mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle", "scipy"]
+    if type(model[-1]).__module__.endswith("torch_mlp"):
+        packages.append("torch")
+    return [f"{p}=={version(p)}" for p in packages]
 
 
 def champion_version(target: MlflowTarget, model_name: str) -> Any | None:

@@ -107,20 +107,28 @@ def load_suite(path: Path) -> dict[str, Any]:
     return suite
 
 
-def run_suite(frame: pd.DataFrame, suite: dict[str, Any]) -> list[Outcome]:
+def run_suite(frame: pd.DataFrame, suite: dict[str, Any], source: Path) -> list[Outcome]:
     """Validate ``frame`` with GX 1.x on an ephemeral context (nothing is written by GX itself)."""
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    expectations = []
+    for i, raw in enumerate(suite["expectations"]):
+        try:  # GX's own loader drops a bad expectation with a log line; a gate must not shrink silently
+            expectations.append(ExpectationConfiguration(**{k: v for k, v in raw.items() if k != "id"}).to_domain_obj())
+        except Exception as exc:
+            raise DataError(f"{source}: expectations[{i}] ({raw.get('type')}) is invalid: {exc}") from exc
     batch = (
         context.data_sources.add_pandas("airflow_mlops")
         .add_dataframe_asset("frame")
         .add_batch_definition_whole_dataframe("whole")
         .get_batch(batch_parameters={"dataframe": frame})
     )
-    expectations = [{k: v for k, v in e.items() if k != "id"} for e in suite["expectations"]]
     result = batch.validate(
-        gx.ExpectationSuite(name=suite.get("name", "suite"), expectations=expectations), result_format="BASIC"
+        gx.ExpectationSuite(name=suite.get("name", source.stem), expectations=expectations), result_format="SUMMARY"
     )
     outcomes = []
     for item in result.results:
@@ -137,9 +145,20 @@ def run_suite(frame: pd.DataFrame, suite: dict[str, Any]) -> list[Outcome]:
     return outcomes
 
 
+def _raised(exception_info: dict[str, Any]) -> str | None:
+    """GX reports errors flat, or keyed by metric configuration: the first message either way."""
+    if "raised_exception" in exception_info:
+        infos = [exception_info]
+    else:
+        infos = [v for v in exception_info.values() if isinstance(v, dict)]
+    messages = [str(i.get("exception_message") or "error") for i in infos if i.get("raised_exception")]
+    return messages[0].splitlines()[0][:200] if messages else None
+
+
 def _detail(result: dict[str, Any], exception_info: dict[str, Any]) -> str:
-    if exception_info.get("raised_exception"):
-        return f"error: {str(exception_info.get('exception_message', '')).splitlines()[0][:200]}"
+    raised = _raised(exception_info)
+    if raised:
+        return f"error: {raised}"
     if result.get("unexpected_percent") is not None:
         return f"{result['unexpected_percent']:.1f}% unexpected"
     if "observed_value" in result:
@@ -153,5 +172,5 @@ def validate_frame(frame: pd.DataFrame, suite_path: Path, columns: list[Column],
     report = ValidationReport(suite=suite.get("name", suite_path.stem), source=source, rows=len(frame))
     report.outcomes = check_schema(frame, columns, source)
     if report.passed:
-        report.outcomes += run_suite(frame, suite)
+        report.outcomes += run_suite(frame, suite, suite_path)
     return report
