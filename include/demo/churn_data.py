@@ -160,8 +160,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--days", type=int, default=Scenario.days)
     parser.add_argument("--customers", type=int, default=Scenario.customers)
     parser.add_argument("--seed", type=int, default=Scenario.seed)
+    parser.add_argument("--corrupt-day", type=int, default=Scenario.corrupt_day, help="day index with bad data")
+    parser.add_argument("--covariate-shift-day", type=int, default=Scenario.covariate_shift_day)
+    parser.add_argument("--concept-shift-day", type=int, default=Scenario.concept_shift_day)
     args = parser.parse_args(argv)
-    scenario = Scenario(start=args.start, days=args.days, customers=args.customers, seed=args.seed)
+    scenario = Scenario(
+        start=args.start,
+        days=args.days,
+        customers=args.customers,
+        seed=args.seed,
+        corrupt_day=args.corrupt_day,
+        covariate_shift_day=args.covariate_shift_day,
+        concept_shift_day=args.concept_shift_day,
+    )
     files = write(scenario, args.out)
     print(f"wrote {len(files)} partitions for {scenario.days} days from {scenario.start} to {args.out / 'raw'}")
 

@@ -8,10 +8,34 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 API_PORT = 8080
+
+
+class _ImmediateCursor(sqlite3.Cursor):
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]
+        if not self.connection.in_transaction and sql.lstrip()[:9].upper() == "SAVEPOINT":
+            super().execute("BEGIN IMMEDIATE")
+        return super().execute(sql, parameters)
+
+
+class ImmediateConnection(sqlite3.Connection):
+    """Every transaction takes SQLite's write lock up front (``BEGIN IMMEDIATE``), savepoints included.
+
+    Four Airflow components and the CLI share one SQLite file; a deferred transaction that read first
+    and writes later fails at once with "database is locked" when another process wrote in between.
+    Taking the lock up front turns that into a wait, bounded by the connection's ``timeout``.
+    """
+
+    def cursor(self, factory: Any = _ImmediateCursor) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().cursor(factory)
+
+
+SQLITE_CONNECT_ARGS = {"timeout": 60, "isolation_level": "IMMEDIATE", "factory": ImmediateConnection}
 
 
 def embedded_env(home: Path, *, api_port: int = API_PORT, project: Path = PROJECT_ROOT) -> dict[str, str]:
@@ -42,7 +66,7 @@ def embedded_env(home: Path, *, api_port: int = API_PORT, project: Path = PROJEC
                     "cache_ttl_seconds": 60,
                 },
                 "online_store": {"type": "sqlite", "path": str(home / "feast" / "online.db")},
-                "offline_store": {"type": "file"},
+                "offline_store": {"type": "duckdb"},
             },
         },
     }
@@ -54,6 +78,7 @@ def embedded_env(home: Path, *, api_port: int = API_PORT, project: Path = PROJEC
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "airflow_mlops.embedded.SQLITE_CONNECT_ARGS",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
         "AIRFLOW__API__PORT": str(api_port),

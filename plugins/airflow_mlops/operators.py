@@ -186,7 +186,7 @@ class PublishFeaturesOperator(PipelineOperator):
         key = features.write_offline(storage, spec, day, frame)
         store = self.feast.store()
         features.apply(store, spec, storage)
-        window = features.materialize(store, spec, day)
+        window = features.materialize(store, storage, spec, day)
         summary = {"offline_partition": str(storage.path(key)), "rows": len(frame), **window}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {"ds": self.ds, "rows": len(frame)}
@@ -498,7 +498,10 @@ class RetrainDecisionOperator(PipelineOperator, BaseBranchOperator):
         self.trigger_task_id = trigger_task_id
 
     def choose_branch(self, context: Context) -> list[str]:
+        import json
+
         from airflow_mlops.steps import monitoring
+        from airflow_mlops.storage import partition
 
         spec, day = self.spec, date.fromisoformat(self.ds)
         active = context["ti"].get_dr_count(dag_id=self.training_dag_id, states=["queued", "running"])
@@ -513,8 +516,15 @@ class RetrainDecisionOperator(PipelineOperator, BaseBranchOperator):
         )
         if decision.retrain and not spec.monitoring.retrain_on_drift:
             decision.retrain, decision.why_not = False, "retrain_on_drift is off in the spec"
-        summary = {**decision.summary(), "drift_share": self.drift["share"], "report": self.drift["report"]}
+        summary = {
+            **decision.summary(),
+            "drift_share": self.drift["share"],
+            "report": self.drift["report"],
+            "performance": self.performance,
+        }
         self.log.info("retraining decision for %s: %s", self.ds, summary)
+        key = f"{partition(spec.monitoring.reports_path, day)}/decision.json"
+        self.storage.write_bytes(key, json.dumps(summary, indent=2).encode())
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {"ds": self.ds, **summary}
         context["ti"].xcom_push(key="decision", value=summary)

@@ -42,6 +42,7 @@ class FeastTarget:
 
 def definitions(spec: PipelineSpec, storage: Storage) -> list[Any]:
     from feast import Entity, FeatureView, Field, FileSource
+    from feast.data_format import ParquetFormat
     from feast.types import Float64, Int64, String
     from feast.value_type import ValueType
 
@@ -50,6 +51,7 @@ def definitions(spec: PipelineSpec, storage: Storage) -> list[Any]:
     source = FileSource(
         name=f"{spec.name}_{spec.features.feature_view}_source",
         path=str(storage.path(offline_prefix(spec))),
+        file_format=ParquetFormat(),
         timestamp_field=spec.data.timestamp_column,
     )
     view = FeatureView(
@@ -80,14 +82,24 @@ def write_offline(storage: Storage, spec: PipelineSpec, ds: date, frame: pd.Data
     return key
 
 
-def materialize_window(spec: PipelineSpec, ds: date) -> tuple[datetime, datetime]:
-    """``[ds - overlap_days, ds + 1 day)``: the day itself plus late rows of the days before."""
+def materialize_window(spec: PipelineSpec, ds: date, newest: date) -> tuple[datetime, datetime]:
+    """From ``ds - overlap_days`` (late rows of the days before) to the end of the newest partition.
+
+    Feast writes the latest row per entity inside the window, and the SQLite online store overwrites
+    without comparing timestamps; ending at the newest partition (not at ``ds``) means re-running an
+    old day can never put older values back online.
+    """
     start = datetime.combine(ds - timedelta(days=spec.features.overlap_days), datetime.min.time(), UTC)
-    return start, datetime.combine(ds + timedelta(days=1), datetime.min.time(), UTC)
+    return start, datetime.combine(max(ds, newest) + timedelta(days=1), datetime.min.time(), UTC)
 
 
-def materialize(store: Any, spec: PipelineSpec, ds: date) -> dict[str, Any]:
-    start, end = materialize_window(spec, ds)
+def newest_partition(storage: Storage, spec: PipelineSpec) -> date | None:
+    days = {key.split("date=")[1].split("/")[0] for key in storage.files(offline_prefix(spec), ".parquet")}
+    return date.fromisoformat(max(days)) if days else None
+
+
+def materialize(store: Any, storage: Storage, spec: PipelineSpec, ds: date) -> dict[str, Any]:
+    start, end = materialize_window(spec, ds, newest_partition(storage, spec) or ds)
     store.materialize(start_date=start, end_date=end, feature_views=[spec.features.feature_view])
     return {"feature_view": spec.features.feature_view, "start": start.isoformat(), "end": end.isoformat()}
 

@@ -79,10 +79,10 @@ def build_model(model: ModelSpec, data: DataSpec) -> Any:
 
 
 def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame) -> Any:
-    pipeline = build_model(model, data)
-    try:
+    try:  # unknown or ill-typed trainer params surface as TypeErrors from the estimator
+        pipeline = build_model(model, data)
         pipeline.fit(train[data.feature_names], train[data.label_column].astype(int))
-    except TypeError as exc:  # sklearn's own errors for bad trainer params are TypeErrors
+    except TypeError as exc:
         raise ValueError(f"training.model.params {model.params} rejected by {model.trainer}: {exc}") from exc
     return pipeline
 

@@ -1,0 +1,67 @@
+"""``airflow-mlops``: validate pipeline specs, print the embedded stack's environment, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from airflow_mlops.spec import SpecError, load_spec
+
+    failures = 0
+    for path in args.specs:
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            failures += 1
+            print(f"INVALID {exc}", file=sys.stderr)
+        else:
+            dags = ", ".join(spec.dag_id(k) for k in ("features", "training", "monitoring"))
+            print(f"ok      {path}: {dags}")
+    return 1 if failures else 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    from airflow_mlops.embedded import embedded_env
+
+    for key, value in embedded_env(Path(args.home), api_port=args.port).items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from airflow_mlops.demo import Plan, run
+
+    run(Path(args.home), Plan(days=args.days, customers=args.customers), keep_ui=args.keep_ui)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="validate pipeline spec files")
+    validate.add_argument("specs", nargs="+", type=Path)
+    validate.set_defaults(func=_validate)
+
+    env = commands.add_parser("env", help="print the embedded stack's environment as shell exports")
+    env.add_argument("--home", default=".local", help="folder for Airflow, MLflow, Feast and data (default .local)")
+    env.add_argument("--port", type=int, default=8080)
+    env.set_defaults(func=_env)
+
+    demo = commands.add_parser("demo", help="replay the level-1 scenario through the real scheduler")
+    demo.add_argument("--home", default=".local/demo", help="folder for the demo's stack (default .local/demo)")
+    demo.add_argument("--days", type=int, default=60)
+    demo.add_argument("--customers", type=int, default=1000)
+    demo.add_argument("--keep-ui", action="store_true", help="keep Airflow running after the scenario")
+    demo.set_defaults(func=_demo)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

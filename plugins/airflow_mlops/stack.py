@@ -1,0 +1,189 @@
+"""Run Airflow's own components as local processes and talk to them the way a user would:
+the ``airflow`` CLI for backfills, the public REST API (``/api/v2``) for runs and their state.
+
+Used by the demo and the end-to-end tests; every process writes its log under ``<home>/logs``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+TERMINAL = {"success", "failed"}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def airflow_bin() -> str:
+    return str(Path(sys.executable).with_name("airflow"))
+
+
+def airflow_cli(env: dict[str, str], *args: str, timeout: int = 300) -> str:
+    completed = subprocess.run(
+        [airflow_bin(), *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout
+    )
+    if completed.returncode != 0:
+        raise StackError(f"airflow {' '.join(args)} failed ({completed.returncode}): {completed.stderr[-2000:]}")
+    return completed.stdout
+
+
+class Api:
+    """A small client of Airflow's public REST API, authenticated like the UI (a JWT from /auth/token)."""
+
+    def __init__(self, base_url: str, username: str = "admin", password: str = "admin"):
+        self.base_url = base_url.rstrip("/")
+        self.username, self.password = username, password
+        self._token: str | None = None
+
+    def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.base_url}{path}", data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            raise StackError(f"{method} {path}: HTTP {exc.code}: {exc.read().decode()[:1000]}") from exc
+        return json.loads(payload) if payload else None
+
+    def token(self) -> str:
+        if self._token is None:
+            reply = self._request(
+                "POST", "/auth/token", {"username": self.username, "password": self.password}, auth=False
+            )
+            self._token = reply["access_token"]
+        return self._token
+
+    def healthy(self) -> bool:
+        try:
+            reply = self._request("GET", "/api/v2/monitor/health", auth=False)
+        except (OSError, StackError):
+            return False
+        return all(reply.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler"))
+
+    def get(self, path: str) -> Any:
+        return self._request("GET", path)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self._request("POST", path, body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self._request("PATCH", path, body)
+
+    def dag_ids(self) -> set[str]:
+        return {d["dag_id"] for d in self.get("/api/v2/dags?limit=100")["dags"]}
+
+    def unpause(self, dag_id: str) -> None:
+        self.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = self.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=500&order_by=logical_date")[
+            "dag_runs"
+        ]
+        return runs
+
+    def trigger(self, dag_id: str, logical_date: str | None, conf: dict[str, Any], run_id: str | None = None) -> str:
+        body: dict[str, Any] = {"logical_date": logical_date, "conf": conf}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return str(self.post(f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"])
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        instances: list[dict[str, Any]] = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")[
+            "task_instances"
+        ]
+        return instances
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}?deserialize=true"
+        try:
+            return self.get(path)["value"]
+        except StackError:
+            return None
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float, interval: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def wait_for_runs(
+    api: Api, dag_id: str, expected: int, timeout: float, progress: Callable[[str], None] = print
+) -> list[dict[str, Any]]:
+    """Until ``dag_id`` has at least ``expected`` runs and all of them are finished."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        runs = api.runs(dag_id)
+        done = [r for r in runs if r["state"] in TERMINAL]
+        line = f"{dag_id}: {len(done)}/{max(expected, len(runs))} runs finished"
+        if line != last:
+            progress(line)
+            last = line
+        if len(runs) >= expected and len(done) == len(runs):
+            return runs
+        time.sleep(3)
+    raise StackError(f"timed out after {timeout:.0f}s waiting for {expected} runs of {dag_id}")
+
+
+@contextmanager
+def running_stack(env: dict[str, str], home: Path, keep: bool = False) -> Iterator[Api]:
+    """Migrate the metadata DB, start the four Airflow components, yield an API client once healthy."""
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    airflow_cli(env, "db", "migrate", timeout=600)
+    database = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    if database.startswith("sqlite:///"):  # readers never block the writer in WAL mode
+        with sqlite3.connect(database.removeprefix("sqlite:///")) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+    processes = []
+    for component in COMPONENTS:
+        log = (logs / f"{component}.log").open("ab")
+        processes.append(
+            subprocess.Popen(
+                [airflow_bin(), component],
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+    api = Api(env["AIRFLOW__API__BASE_URL"])
+    try:
+        wait_for(api.healthy, "the Airflow API server and scheduler to be healthy", timeout=240)
+        yield api
+        if keep:
+            print("Stack running; press Ctrl+C to stop it.", flush=True)
+            while all(p.poll() is None for p in processes):
+                time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)

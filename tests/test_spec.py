@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from airflow_mlops.cli import main
+from airflow_mlops.spec import SpecError, load_spec
+from tests.conftest import SPEC_PATH
+
+
+def write_spec(tmp_path: Path, mutate) -> Path:
+    raw = yaml.safe_load(SPEC_PATH.read_text())
+    mutate(raw)
+    for key in ("raw_suite",):
+        raw["features"][key] = str((SPEC_PATH.parent / raw["features"][key]).resolve())
+    raw["training"]["training_suite"] = str((SPEC_PATH.parent / raw["training"]["training_suite"]).resolve())
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_demo_spec_is_valid_and_resolves_suites(spec):
+    assert spec.name == "churn"
+    assert spec.features.raw_suite.is_file() and spec.features.raw_suite.is_absolute()
+    assert spec.data.categorical == ["contract_type", "region"]
+    assert spec.registered_model_name == "churn_model"
+    assert spec.dag_id("monitoring") == "churn_monitoring"
+
+
+def test_unknown_key_names_file_key_and_allowed_keys(tmp_path):
+    path = write_spec(tmp_path, lambda raw: raw["training"].update(windw_days=3))
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    message = str(error.value)
+    assert str(path) in message
+    assert "training.windw_days" in message
+    assert "window_days" in message  # what is allowed
+
+
+def test_bad_value_lists_allowed_values(tmp_path):
+    path = write_spec(tmp_path, lambda raw: raw["training"]["model"].update(trainer="xgboost"))
+    with pytest.raises(SpecError, match=r"training\.model\.trainer.*sklearn_gradient_boosting.*'xgboost'"):
+        load_spec(path)
+
+
+def test_missing_key_and_bad_schedule(tmp_path):
+    def mutate(raw):
+        del raw["data"]["entity_key"]
+        raw["monitoring"]["schedule"] = "every day"
+
+    with pytest.raises(SpecError) as error:
+        load_spec(write_spec(tmp_path, mutate))
+    assert "missing required key 'data.entity_key'" in str(error.value)
+    assert "monitoring.schedule" in str(error.value) and "cron" in str(error.value)
+
+
+def test_cross_references_are_checked(tmp_path):
+    path = write_spec(tmp_path, lambda raw: raw["monitoring"]["drift"].update(key_features=["price"]))
+    with pytest.raises(SpecError, match=r"key_features \['price'\] are not features"):
+        load_spec(path)
+
+
+def test_missing_suite_file_and_bad_yaml(tmp_path):
+    path = write_spec(tmp_path, lambda raw: raw["features"].update(raw_suite=str(tmp_path / "nope.json")))
+    with pytest.raises(SpecError, match="expectation suite file not found"):
+        load_spec(path)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(broken)
+
+
+def test_cli_validate_exit_codes(tmp_path, capsys):
+    assert main(["validate", str(SPEC_PATH)]) == 0
+    bad = write_spec(tmp_path, lambda raw: raw.update(name="Churn Model"))
+    assert main(["validate", str(SPEC_PATH), str(bad)]) == 1
+    assert "name" in capsys.readouterr().err
