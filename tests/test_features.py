@@ -7,7 +7,7 @@ import pytest
 
 from airflow_mlops.steps import features
 from airflow_mlops.storage import LocalStorage, partition, read_partition
-from tests.conftest import day
+from tests.conftest import SMALL, day
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_rewriting_a_day_replaces_it(storage, scenario_root, spec):
     publish(storage, scenario_root, spec, [1])
     files = storage.files(partition(features.offline_prefix(spec), day(1)), ".parquet")
     assert len(files) == 1
-    assert len(pd.read_parquet(storage.path(files[0]))) == 200
+    assert len(pd.read_parquet(storage.path(files[0]))) == SMALL.customers
 
 
 def test_point_in_time_join_never_looks_ahead(storage, scenario_root, spec, feast_store):
@@ -64,7 +64,7 @@ def test_point_in_time_join_never_looks_ahead(storage, scenario_root, spec, feas
     # labels arrive 3 days late: by day 7 we know snapshots of days 0..4
     assert sorted(entities["event_timestamp"].dt.date.unique()) == [day(i) for i in range(5)]
     training = features.point_in_time_training_set(feast_store, spec, entities)
-    assert len(training) == len(entities) == 5 * 200
+    assert len(training) == len(entities) == 5 * SMALL.customers
     for index in (0, 4):
         snapshot = read_partition(storage, partition(features.offline_prefix(spec), day(index)))
         joined = training[training["event_timestamp"].dt.date == day(index)].set_index("customer_id").sort_index()

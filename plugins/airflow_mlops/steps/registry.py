@@ -115,9 +115,6 @@ def log_and_register(
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
         for name, payload in artifacts.items():
             mlflow.log_dict(payload, name)
-        # Integer features are declared as doubles: a null at serving time then scores instead of
-        # failing schema enforcement, and real integers still pass (int -> double is a safe cast).
-        input_example = input_example.astype({c: "float64" for c in input_example.select_dtypes("integer")})
         signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
         info = mlflow.sklearn.log_model(
             model,
