@@ -33,7 +33,11 @@ def test_dag_files_import_without_errors_or_heavy_libraries():
     assert report["errors"] == {}
     assert set(report["dags"]) == {"churn_features", "churn_training", "churn_monitoring"}
     assert report["dags"]["churn_training"] == [
-        "build_training_set", "validate_training_set", "train_model", "challenger_gate", "infra_validation",
+        "build_training_set",
+        "validate_training_set",
+        "train_model",
+        "challenger_gate",
+        "infra_validation",
         "promote_champion",
     ]
     assert report["heavy"] == [], f"imported at parse time: {report['heavy']}"

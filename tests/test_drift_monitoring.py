@@ -35,13 +35,15 @@ def test_covariate_shift_drifts_and_matches_evidentlys_share(reference, spec):
     assert all(c.method and c.threshold > 0 for c in result.columns)
 
 
-POLICY = DriftPolicySpec(max_drifted_share=0.3, key_features=["monthly_charges"],
-                         min_performance={"roc_auc": 0.7}, cooldown_days=5)
+POLICY = DriftPolicySpec(
+    max_drifted_share=0.3, key_features=["monthly_charges"], min_performance={"roc_auc": 0.7}, cooldown_days=5
+)
 
 
 def decide(share=0.0, drifted=(), metrics=None, last=None, active=False):
-    return monitoring.decide_retraining(POLICY, share, list(drifted), metrics, today=date(2026, 2, 10),
-                                        last_training=last, training_active=active)
+    return monitoring.decide_retraining(
+        POLICY, share, list(drifted), metrics, today=date(2026, 2, 10), last_training=last, training_active=active
+    )
 
 
 def test_policy_branches():

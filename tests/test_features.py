@@ -83,5 +83,5 @@ def test_entity_without_any_features_gets_no_row(storage, scenario_root, spec, f
 
 
 def test_no_labels_in_window_is_a_clear_error(storage, spec):
-    with pytest.raises(ValueError, match="no label partitions under .*raw/labels"):
+    with pytest.raises(ValueError, match=r"no label partitions under .*raw/labels"):
         features.training_entities(storage, spec, day(5))

@@ -67,7 +67,13 @@ def run(dag, index: int, conf: dict | None = None):
 def online_rows_at(ts: datetime) -> int:
     with sqlite3.connect(STACK_HOME / "feast" / "online.db") as db:
         table = db.execute("select name from sqlite_master where name like '%customer_features'").fetchone()[0]
-        return db.execute(f"select count(*) from {table} where event_ts = ?", (ts.strftime("%Y-%m-%d %H:%M:%S"),)).fetchone()[0]
+        return db.execute(
+            f"select count(*) from {table} where event_ts = ?", (ts.strftime("%Y-%m-%d %H:%M:%S"),)
+        ).fetchone()[0]
+
+
+def monitoring_output(env, spec, index: int, name: str) -> str:
+    return f"{partition(spec.monitoring.reports_path, day(index))}/{name}"
 
 
 def test_features_pass_block_and_rerun(env, spec):
@@ -75,8 +81,11 @@ def test_features_pass_block_and_rerun(env, spec):
     for index in range(0, 10):
         dagrun, states = run(dags["churn_features"], index)
         if index == SMALL.corrupt_day:
-            assert states == {"wait_for_partition": "success", "validate_raw": "failed",
-                              "publish_features": "upstream_failed"}
+            assert states == {
+                "wait_for_partition": "success",
+                "validate_raw": "failed",
+                "publish_features": "upstream_failed",
+            }
         else:
             assert str(dagrun.state) == "success", states
     bad = day(SMALL.corrupt_day)
@@ -84,7 +93,7 @@ def test_features_pass_block_and_rerun(env, spec):
     assert not storage.exists(partition(spec.data.raw_path, bad))
     assert not storage.exists(partition(offline_prefix(spec), bad))
     assert online_rows_at(datetime.combine(bad, datetime.min.time())) == 0
-    result = json.loads(storage.read_bytes(storage.files(f"validation/churn/raw", ".json")[SMALL.corrupt_day]))
+    result = json.loads(storage.read_bytes(storage.files("validation/churn/raw", ".json")[SMALL.corrupt_day]))
     assert not result["passed"] and any("monthly_charges" in f for f in result["blocking_failures"])
 
     before = storage.files(offline_prefix(spec), ".parquet")
@@ -95,8 +104,10 @@ def test_features_pass_block_and_rerun(env, spec):
 
 def test_first_model_becomes_champion_and_rerun_reuses_it(env, spec):
     dagrun, states = run(env["dags"]["churn_training"], 9, {"as_of": str(day(9)), "reason": "first"})
-    assert states["promote_champion"] == "success", (states, env["mlflow"].client().get_model_version(
-        spec.registered_model_name, "1").tags)
+    assert states["promote_champion"] == "success", (
+        states,
+        env["mlflow"].client().get_model_version(spec.registered_model_name, "1").tags,
+    )
     champion = champion_version(env["mlflow"], spec.registered_model_name)
     assert str(champion.version) == "1"
     assert champion.tags["decision"] == "promoted" and champion.tags["trigger"] == "first"
@@ -108,7 +119,7 @@ def test_first_model_becomes_champion_and_rerun_reuses_it(env, spec):
 
 
 def test_challenger_that_is_not_better_is_registered_but_not_promoted(env, spec):
-    dagrun, states = run(env["strict"]["churn_training"], 10, {"as_of": str(day(10))})
+    _dagrun, states = run(env["strict"]["churn_training"], 10, {"as_of": str(day(10))})
     assert states["challenger_gate"] == "success"
     assert states["infra_validation"] == "skipped" and states["promote_champion"] == "skipped"
     client = env["mlflow"].client()
@@ -123,11 +134,13 @@ def test_monitoring_without_drift_scores_and_does_not_retrain(env, spec):
     assert str(dagrun.state) == "success", states
     assert states["trigger_training"] == "skipped"
     storage = env["storage"]
-    predictions = pd.read_parquet(storage.path(f"{partition(spec.monitoring.predictions_path, day(10))}/predictions.parquet"))
+    predictions = pd.read_parquet(
+        storage.path(f"{partition(spec.monitoring.predictions_path, day(10))}/predictions.parquet")
+    )
     assert len(predictions) == SMALL.customers and predictions["model_version"].eq("1").all()
-    decision = json.loads(storage.read_bytes(f"{partition(spec.monitoring.reports_path, day(10))}/decision.json"))
+    decision = json.loads(storage.read_bytes(monitoring_output(env, spec, 10, "decision.json")))
     assert decision["retrain"] is False and decision["drift_share"] < 0.3
-    assert storage.exists(f"{partition(spec.monitoring.reports_path, day(10))}/drift.html")
+    assert storage.exists(monitoring_output(env, spec, 10, "drift.html"))
 
 
 def test_drift_triggers_training_with_reason_and_report(env, spec):
@@ -139,7 +152,9 @@ def test_drift_triggers_training_with_reason_and_report(env, spec):
     dagrun, states = run(env["dags"]["churn_monitoring"], 13)
     assert states["trigger_training"] == "success", states
     with create_session() as session:
-        triggered = session.query(DagRun).filter(DagRun.dag_id == "churn_training", DagRun.run_id == f"drift__{day(13)}").one()
+        triggered = (
+            session.query(DagRun).filter(DagRun.dag_id == "churn_training", DagRun.run_id == f"drift__{day(13)}").one()
+        )
     conf = triggered.conf
     assert conf["as_of"] == str(day(13)) and "drift" in conf["reason"]
     assert conf["report"].endswith("drift.html") and "monthly_charges" in conf["drifted_columns"]
@@ -155,7 +170,9 @@ def test_drift_triggers_training_with_reason_and_report(env, spec):
 
 def test_cooldown_holds_back_the_next_drift_day(env, spec):
     run(env["dags"]["churn_features"], 14)
-    dagrun, states = run(env["dags"]["churn_monitoring"], 14)
+    _dagrun, states = run(env["dags"]["churn_monitoring"], 14)
     assert states["trigger_training"] == "skipped", states
-    decision = json.loads(env["storage"].read_bytes(f"{partition(spec.monitoring.reports_path, day(14))}/decision.json"))
+    decision = json.loads(
+        env["storage"].read_bytes(f"{partition(spec.monitoring.reports_path, day(14))}/decision.json")
+    )
     assert decision["retrain"] is False and decision["why_not"].startswith("cooldown")

@@ -72,9 +72,15 @@ def _register(target, spec, labelled, key, as_of="2026-01-08"):
     model = training.fit(ModelSpec(trainer="sklearn_logistic_regression"), spec.data, split.train)
     metrics = training.evaluate(model, split.holdout, spec.data)
     return registry.log_and_register(
-        target, experiment="churn", model_name="churn_model", model=model, metrics=metrics,
-        params={"trainer": "lr"}, tags={"logical_date": as_of, "trigger": "test", "training_set": "x"},
-        training_key=key, input_example=split.holdout[spec.data.feature_names].head(3),
+        target,
+        experiment="churn",
+        model_name="churn_model",
+        model=model,
+        metrics=metrics,
+        params={"trainer": "lr"},
+        tags={"logical_date": as_of, "trigger": "test", "training_set": "x"},
+        training_key=key,
+        input_example=split.holdout[spec.data.feature_names].head(3),
         artifacts={"validation/training_set.json": {"passed": True}},
     )
 

@@ -89,8 +89,10 @@ def test_corrupt_and_missing_files_are_named(tmp_path):
 
 
 def test_suite_with_bad_severity_is_rejected(tmp_path):
-    suite = {"name": "s", "expectations": [{"type": "expect_column_to_exist", "kwargs": {"column": "a"},
-                                            "meta": {"severity": "panic"}}]}
+    suite = {
+        "name": "s",
+        "expectations": [{"type": "expect_column_to_exist", "kwargs": {"column": "a"}, "meta": {"severity": "panic"}}],
+    }
     path = tmp_path / "suite.json"
     path.write_text(json.dumps(suite))
     with pytest.raises(DataError, match=r"expectations\[0\]\.meta\.severity is 'panic'"):

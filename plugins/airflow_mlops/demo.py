@@ -93,7 +93,7 @@ def backfill(env: dict[str, str], api: Api, dag_id: str, start: date, end: date,
 
 
 def replay(env: dict[str, str], api: Api, spec: PipelineSpec, plan: Plan, timeout: float) -> None:
-    features, training, monitoring = (spec.dag_id(k) for k in ("features", "training", "monitoring"))  # type: ignore[arg-type]
+    features, training, monitoring = spec.dag_id("features"), spec.dag_id("training"), spec.dag_id("monitoring")
     wait_for(lambda: {features, training, monitoring} <= api.dag_ids(), "the DAGs to be parsed", timeout=180)
     for dag_id in (features, training, monitoring):
         api.unpause(dag_id)

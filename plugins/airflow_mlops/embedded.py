@@ -47,12 +47,13 @@ def embedded_env(home: Path, *, api_port: int = API_PORT, project: Path = PROJEC
     secret_file = airflow_home / "jwt_secret"
     if not secret_file.exists():
         secret_file.write_text(os.urandom(24).hex())
-    connections = {
+    tracking_uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    connections: dict[str, dict[str, Any]] = {
         "mlops_storage": {"conn_type": "generic", "extra": {"root": str(home / "data")}},
         "mlflow_default": {
             "conn_type": "generic",
             "extra": {
-                "tracking_uri": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+                "tracking_uri": tracking_uri,
                 "artifact_location": (home / "mlflow" / "artifacts").as_uri(),
             },
         },
@@ -87,7 +88,7 @@ def embedded_env(home: Path, *, api_port: int = API_PORT, project: Path = PROJEC
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "GX_ANALYTICS_ENABLED": "false",
-        "MLFLOW_TRACKING_URI": connections["mlflow_default"]["extra"]["tracking_uri"],  # for the mlflow CLI/UI
+        "MLFLOW_TRACKING_URI": tracking_uri,  # for the mlflow CLI and UI
         "MLOPS_HOME": str(home),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(project / "plugins"), os.environ.get("PYTHONPATH")])),
     }

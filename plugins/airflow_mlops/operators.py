@@ -7,7 +7,7 @@ inside ``execute`` only, so DAG files that use these operators parse in millisec
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,7 +41,7 @@ def run_date(context: Context, explicit: str | None = None) -> date:
 class PipelineOperator(BaseOperator):
     """Base for every step operator: the spec file and the connections it runs against."""
 
-    template_fields: Iterable[str] = ("spec_path",)
+    template_fields: Collection[str] = ("spec_path",)
     ui_color = "#e8f4ea"
 
     def __init__(
@@ -316,7 +316,7 @@ class ChallengerGateOperator(PipelineOperator, BaseBranchOperator):
             champion_metrics = training.evaluate(model, holdout, spec.data)
         thresholds = spec.training.thresholds
         decision = registry.gate(
-            thresholds,  # type: ignore[arg-type]
+            thresholds,
             candidate["metrics"],
             champion_metrics,
             str(champion.version) if champion_metrics is not None and champion is not None else None,

@@ -133,6 +133,7 @@ def run_suite(frame: pd.DataFrame, suite: dict[str, Any], source: Path) -> list[
     outcomes = []
     for item in result.results:
         config = item.expectation_config
+        assert config is not None, "GX returned a result without its expectation configuration"
         outcomes.append(
             Outcome(
                 expectation=config.type,
