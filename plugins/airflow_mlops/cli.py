@@ -35,7 +35,8 @@ def _env(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from airflow_mlops.demo import Plan, run
 
-    run(Path(args.home), Plan(days=args.days, customers=args.customers), keep_ui=args.keep_ui)
+    first = args.first_training_day if args.first_training_day is not None else args.days // 3
+    run(Path(args.home), Plan(days=args.days, customers=args.customers, first_training_day=first), keep_ui=args.keep_ui)
     return 0
 
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--home", default=".local/demo", help="folder for the demo's stack (default .local/demo)")
     demo.add_argument("--days", type=int, default=60)
     demo.add_argument("--customers", type=int, default=1000)
+    demo.add_argument("--first-training-day", type=int, help="day index of the first champion (default days/3)")
     demo.add_argument("--keep-ui", action="store_true", help="keep Airflow running after the scenario")
     demo.set_defaults(func=_demo)
 

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from airflow_mlops.embedded import PROJECT_ROOT, embedded_env
 from airflow_mlops.spec import PipelineSpec, load_spec
@@ -119,13 +120,13 @@ def replay(env: dict[str, str], api: Api, spec: PipelineSpec, plan: Plan, timeou
     wait_for(lambda: all(r["state"] in ("success", "failed") for r in api.runs(training)), "training runs", timeout)
 
 
-def run(home: Path, plan: Plan, keep_ui: bool = False, timeout: float = 3600) -> str:
+def run(home: Path, plan: Plan, keep_ui: bool = False, timeout: float = 3600, api_port: int = 8080) -> list[Any]:
     from airflow_mlops import history
     from airflow_mlops.steps.registry import MlflowTarget
     from airflow_mlops.storage import open_storage
 
     spec = load_spec(SPEC)
-    env = {**embedded_env(home), "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
+    env = {**embedded_env(home, api_port=api_port), "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
     say(f"generating {plan.days} days of demo data under {home / 'data'}")
     generate(plan, spec, home / "data")
     say("starting Airflow (api-server, scheduler, dag-processor, triggerer) on SQLite")
@@ -133,10 +134,9 @@ def run(home: Path, plan: Plan, keep_ui: bool = False, timeout: float = 3600) ->
         replay(env, api, spec, plan, timeout)
         target = MlflowTarget(**json.loads(env["AIRFLOW_CONN_MLFLOW_DEFAULT"])["extra"])
         rows = history.days(open_storage(str(home / "data")), spec, target)
-        report = history.table(rows)
-        print("\n" + report + "\n", flush=True)
+        print("\n" + history.table(rows) + "\n", flush=True)
         print(where_to_look(env, home), flush=True)
-    return report
+    return rows
 
 
 def where_to_look(env: dict[str, str], home: Path) -> str:
