@@ -93,21 +93,32 @@ class PipelineOperator(BaseOperator):
         raise NotImplementedError
 
 
-class PartitionSensor(PipelineOperator, BaseSensorOperator):
+class DailyOperator(PipelineOperator):
+    """A step about one daily partition: ``ds`` (templated, the run's date by default)."""
+
+    template_fields = (*PipelineOperator.template_fields, "ds")
+
+    def __init__(self, *, ds: str = "{{ ds }}", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ds = ds
+
+    @property
+    def day(self) -> date:
+        return date.fromisoformat(self.ds)
+
+
+class PartitionSensor(DailyOperator, BaseSensorOperator):
     """Waits for the day's partition: ``raw`` as it lands, or ``features`` once validated and published.
 
     A quarantined day never gets features, so waiting for it skips instead of timing out.
     """
 
-    template_fields = (*PipelineOperator.template_fields, "ds")
-
-    def __init__(self, *, dataset: Literal["raw", "features"], ds: str = "{{ ds }}", **kwargs: Any) -> None:
+    def __init__(self, *, dataset: Literal["raw", "features"], **kwargs: Any) -> None:
         kwargs.setdefault("mode", "reschedule")
         kwargs.setdefault("poke_interval", 60)
         kwargs.setdefault("timeout", 6 * 3600)
         super().__init__(**kwargs)
         self.dataset = dataset
-        self.ds = ds
 
     def poke(self, context: Context) -> bool:
         from airflow_mlops.steps.features import offline_prefix, quarantine_prefix
@@ -124,18 +135,15 @@ class PartitionSensor(PipelineOperator, BaseSensorOperator):
         return BaseSensorOperator.execute(self, context)
 
 
-class ValidateDataOperator(PipelineOperator):
+class ValidateDataOperator(DailyOperator):
     """GX gate. ``stage="raw"``: the day's landed partition, quarantined when blocked.
     ``stage="training"``: the training set built upstream (``source`` is its storage key)."""
 
-    template_fields = (*PipelineOperator.template_fields, "ds", "source")
+    template_fields = (*DailyOperator.template_fields, "source")
 
-    def __init__(
-        self, *, stage: Literal["raw", "training"], ds: str = "{{ ds }}", source: str | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, stage: Literal["raw", "training"], source: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.stage = stage
-        self.ds = ds
         self.source = source
 
     def run(self, context: Context) -> dict[str, Any]:
@@ -168,20 +176,14 @@ class ValidateDataOperator(PipelineOperator):
         raise ValidationFailed(report)
 
 
-class PublishFeaturesOperator(PipelineOperator):
+class PublishFeaturesOperator(DailyOperator):
     """Validated partition -> offline store; then materialise the day (plus overlap) into the online store."""
-
-    template_fields = (*PipelineOperator.template_fields, "ds")
-
-    def __init__(self, *, ds: str = "{{ ds }}", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ds = ds
 
     def run(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.steps import features
         from airflow_mlops.storage import partition, read_partition
 
-        spec, storage, day = self.spec, self.storage, date.fromisoformat(self.ds)
+        spec, storage, day = self.spec, self.storage, self.day
         frame = read_partition(storage, partition(spec.data.raw_path, day))
         key = features.write_offline(storage, spec, day, frame)
         store = self.feast.store()
@@ -375,14 +377,8 @@ class PromoteModelOperator(PipelineOperator):
         return {"model": name, "champion": version, "previous": previous}
 
 
-class ScoreBatchOperator(PipelineOperator):
+class ScoreBatchOperator(DailyOperator):
     """Score the day's validated features with ``models:/<name>@champion``; replace the day's predictions."""
-
-    template_fields = (*PipelineOperator.template_fields, "ds")
-
-    def __init__(self, *, ds: str = "{{ ds }}", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ds = ds
 
     def run(self, context: Context) -> dict[str, Any]:
         import mlflow
@@ -390,7 +386,7 @@ class ScoreBatchOperator(PipelineOperator):
         from airflow_mlops.steps import features, monitoring, registry
         from airflow_mlops.storage import partition, read_partition
 
-        spec, storage, day = self.spec, self.storage, date.fromisoformat(self.ds)
+        spec, storage, day = self.spec, self.storage, self.day
         champion = registry.champion_version(self.mlflow, spec.registered_model_name)
         if champion is None:
             raise AirflowSkipException(f"no champion for {spec.registered_model_name} yet: nothing to monitor")
@@ -407,14 +403,13 @@ class ScoreBatchOperator(PipelineOperator):
         }
 
 
-class DetectDriftOperator(PipelineOperator):
+class DetectDriftOperator(DailyOperator):
     """Evidently drift report of the day's features against the champion's training data."""
 
-    template_fields = (*PipelineOperator.template_fields, "ds", "scoring")
+    template_fields = (*DailyOperator.template_fields, "scoring")
 
-    def __init__(self, *, scoring: Any, ds: str = "{{ ds }}", **kwargs: Any) -> None:
+    def __init__(self, *, scoring: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.ds = ds
         self.scoring = scoring
 
     def run(self, context: Context) -> dict[str, Any]:
@@ -425,7 +420,7 @@ class DetectDriftOperator(PipelineOperator):
         from airflow_mlops.steps import drift, features
         from airflow_mlops.storage import partition, read_partition
 
-        spec, storage, day = self.spec, self.storage, date.fromisoformat(self.ds)
+        spec, storage, day = self.spec, self.storage, self.day
         version = self.scoring["champion_version"]
         reference_path = (
             self.mlflow.client().get_model_version(spec.registered_model_name, version).tags.get("training_set")
@@ -448,14 +443,8 @@ class DetectDriftOperator(PipelineOperator):
         return summary
 
 
-class PerformanceReportOperator(PipelineOperator):
+class PerformanceReportOperator(DailyOperator):
     """Champion metrics on the predictions whose labels have arrived; ``None`` until there are some."""
-
-    template_fields = (*PipelineOperator.template_fields, "ds")
-
-    def __init__(self, *, ds: str = "{{ ds }}", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ds = ds
 
     def run(self, context: Context) -> dict[str, Any] | None:
         import json
@@ -463,7 +452,7 @@ class PerformanceReportOperator(PipelineOperator):
         from airflow_mlops.steps import monitoring
         from airflow_mlops.storage import partition
 
-        spec, storage, day = self.spec, self.storage, date.fromisoformat(self.ds)
+        spec, storage, day = self.spec, self.storage, self.day
         frame = monitoring.labelled_predictions(storage, spec, day)
         metrics = monitoring.performance(frame, spec.data.label_column)
         if metrics is None:
@@ -474,24 +463,16 @@ class PerformanceReportOperator(PipelineOperator):
         return {**metrics, "report": str(storage.path(key))}
 
 
-class RetrainDecisionOperator(PipelineOperator, BaseBranchOperator):
+class RetrainDecisionOperator(DailyOperator, BaseBranchOperator):
     """Apply the spec's drift policy; branch to the training trigger or skip it. Emits the monitoring
     Asset event either way, with the decision in its extra."""
 
-    template_fields = (*PipelineOperator.template_fields, "ds", "drift", "performance")
+    template_fields = (*DailyOperator.template_fields, "drift", "performance")
 
     def __init__(
-        self,
-        *,
-        drift: Any,
-        performance: Any,
-        training_dag_id: str,
-        trigger_task_id: str,
-        ds: str = "{{ ds }}",
-        **kwargs: Any,
+        self, *, drift: Any, performance: Any, training_dag_id: str, trigger_task_id: str, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.ds = ds
         self.drift = drift
         self.performance = performance
         self.training_dag_id = training_dag_id
@@ -503,7 +484,7 @@ class RetrainDecisionOperator(PipelineOperator, BaseBranchOperator):
         from airflow_mlops.steps import monitoring
         from airflow_mlops.storage import partition
 
-        spec, day = self.spec, date.fromisoformat(self.ds)
+        spec, day = self.spec, self.day
         active = context["ti"].get_dr_count(dag_id=self.training_dag_id, states=["queued", "running"])
         decision = monitoring.decide_retraining(
             spec.monitoring.drift,
