@@ -169,6 +169,8 @@ def running_stack(env: dict[str, str], home: Path, keep: bool = False) -> Iterat
             )
         )
     api = Api(env["AIRFLOW__API__BASE_URL"])
+    # SIGTERM (CI timeouts, `kill`) must unwind through `finally` so no component outlives us.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         wait_for(api.healthy, "the Airflow API server and scheduler to be healthy", timeout=240)
         yield api
@@ -179,6 +181,7 @@ def running_stack(env: dict[str, str], home: Path, keep: bool = False) -> Iterat
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for process in processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
