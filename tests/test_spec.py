@@ -75,3 +75,14 @@ def test_cli_validate_exit_codes(tmp_path, capsys):
     bad = write_spec(tmp_path, lambda raw: raw.update(name="Churn Model"))
     assert main(["validate", str(SPEC_PATH), str(bad)]) == 1
     assert "name" in capsys.readouterr().err
+
+
+def test_threshold_entries_are_checked(tmp_path):
+    path = write_spec(tmp_path, lambda raw: raw["training"]["thresholds"].update(roc_auc={"treshold": 0.7}))
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    assert "training.thresholds.roc_auc.treshold" in str(error.value)
+    assert "min_absolute_change" in str(error.value)  # the allowed keys are listed
+    path = write_spec(tmp_path, lambda raw: raw["training"]["thresholds"].update(roc_auc={}))
+    with pytest.raises(SpecError, match="set at least one of threshold"):
+        load_spec(path)

@@ -7,7 +7,8 @@ inside ``execute`` only, so DAG files that use these operators parse in millisec
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,7 +18,7 @@ from airflow.sdk import BaseBranchOperator, BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_mlops import connections
-from airflow_mlops.spec import PipelineSpec, load_spec
+from airflow_mlops.spec import PipelineSpec, SpecError, load_spec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -36,6 +37,17 @@ def run_date(context: Context, explicit: str | None = None) -> date:
             raise AirflowFailException(f"as_of must be a date (YYYY-MM-DD), got {explicit!r}") from None
     moment = context.get("logical_date") or context["dag_run"].run_after
     return moment.date()
+
+
+@contextmanager
+def bad_data_fails_fast() -> Iterator[None]:
+    """Bad data or a bad spec will not get better on retry: fail the task for good, with the message."""
+    from airflow_mlops.storage import DataError
+
+    try:
+        yield
+    except (DataError, SpecError) as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 class PipelineOperator(BaseOperator):
@@ -82,12 +94,8 @@ class PipelineOperator(BaseOperator):
         return FeastTarget(connections.feast_settings(self.feast_conn_id))
 
     def execute(self, context: Context) -> Any:
-        from airflow_mlops.storage import DataError
-
-        try:
+        with bad_data_fails_fast():
             return self.run(context)
-        except DataError as exc:  # bad data will not get better on retry
-            raise AirflowFailException(str(exc)) from exc
 
     def run(self, context: Context) -> Any:
         raise NotImplementedError
@@ -125,14 +133,17 @@ class PartitionSensor(DailyOperator, BaseSensorOperator):
         from airflow_mlops.storage import partition
 
         spec, storage = self.spec, self.storage
-        prefix = spec.data.raw_path if self.dataset == "raw" else offline_prefix(spec)
+        key = partition(spec.data.raw_path if self.dataset == "raw" else offline_prefix(spec), self.ds)
+        self.log.info("looking for parquet files in %s", storage.path(key))
+        if storage.files(key, ".parquet"):
+            return True
         if self.dataset == "features" and storage.exists(partition(quarantine_prefix(spec), self.ds)):
             raise AirflowSkipException(f"{self.ds} was quarantined by the validation gate: no features to use")
-        self.log.info("looking for parquet files in %s", storage.path(partition(prefix, self.ds)))
-        return bool(storage.files(partition(prefix, self.ds), ".parquet"))
+        return False
 
     def execute(self, context: Context) -> Any:
-        return BaseSensorOperator.execute(self, context)
+        with bad_data_fails_fast():
+            return BaseSensorOperator.execute(self, context)
 
 
 class ValidateDataOperator(DailyOperator):
@@ -331,7 +342,8 @@ class ChallengerGateOperator(PipelineOperator, BaseBranchOperator):
         return []
 
     def execute(self, context: Context) -> Any:
-        return BaseBranchOperator.execute(self, context)
+        with bad_data_fails_fast():
+            return BaseBranchOperator.execute(self, context)
 
 
 class InfraValidationOperator(PipelineOperator):
@@ -519,7 +531,8 @@ class RetrainDecisionOperator(DailyOperator, BaseBranchOperator):
         return max(dates) if dates else None
 
     def execute(self, context: Context) -> Any:
-        return BaseBranchOperator.execute(self, context)
+        with bad_data_fails_fast():
+            return BaseBranchOperator.execute(self, context)
 
 
 class TriggerRetrainingOperator(TriggerDagRunOperator):

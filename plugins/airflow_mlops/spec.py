@@ -108,7 +108,13 @@ class MetricThresholdSpec(_Strict):
 
     threshold: float | None = None
     min_absolute_change: float | None = Field(default=None, gt=0)
-    min_relative_change: float | None = Field(default=None, gt=0)
+    min_relative_change: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MetricThresholdSpec:
+        if self.threshold is None and self.min_absolute_change is None and self.min_relative_change is None:
+            raise ValueError("set at least one of threshold, min_absolute_change, min_relative_change")
+        return self
 
 
 class TrainingSpec(_Strict):
@@ -200,11 +206,10 @@ def _describe(error: Any) -> str:
 
 
 def _submodel(model: Any, key: Any) -> Any:
-    if model is None or isinstance(key, int):
-        return model
-    field = model.model_fields.get(key)
+    """The model found under ``key`` of ``model``; list indexes and dict keys keep the model they hold."""
+    field = model.model_fields.get(key) if model is not None and not isinstance(key, int) else None
     if field is None:
-        return None
+        return model
     annotation = field.annotation
     for candidate in (annotation, *getattr(annotation, "__args__", ())):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from airflow_mlops.spec import DataSpec, ModelSpec
+from airflow_mlops.spec import DataSpec, ModelSpec, SpecError
 from airflow_mlops.storage import DataError
 
 
@@ -83,7 +83,7 @@ def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame) -> Any:
         pipeline = build_model(model, data)
         pipeline.fit(train[data.feature_names], train[data.label_column].astype(int))
     except TypeError as exc:
-        raise ValueError(f"training.model.params {model.params} rejected by {model.trainer}: {exc}") from exc
+        raise SpecError(f"training.model.params {model.params} rejected by {model.trainer}: {exc}") from exc
     return pipeline
 
 
