@@ -125,6 +125,7 @@ def test_challenger_that_is_not_better_is_registered_but_not_promoted(env, spec)
     client = env["mlflow"].client()
     rejected = client.get_model_version(spec.registered_model_name, "2")
     assert rejected.tags["decision"] == "rejected" and "roc_auc" in rejected.tags["decision_reason"]
+    assert rejected.tags["trigger"] == "manual"  # no reason in conf: the run type says how it started
     assert str(champion_version(env["mlflow"], spec.registered_model_name).version) == "1"
 
 

@@ -257,7 +257,7 @@ class TrainModelOperator(PipelineOperator):
         metrics = training.evaluate(model, split.holdout, spec.data)
         params = context["params"]
         dag_run = context["dag_run"]
-        trigger = params.get("reason") or str(dag_run.run_type)
+        trigger = params.get("reason") or getattr(dag_run.run_type, "value", str(dag_run.run_type))
         tags = {
             "run_name": f"{spec.name}-{info['as_of']}",
             "pipeline": spec.name,
