@@ -14,6 +14,7 @@ Scheduled runs are switched off while history is replayed (``[scheduler] use_job
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -126,6 +127,7 @@ def run(home: Path, plan: Plan, keep_ui: bool = False, timeout: float = 3600, ap
     from airflow_mlops.storage import open_storage
 
     spec = load_spec(SPEC)
+    fresh_home(home)
     env = {**embedded_env(home, api_port=api_port), "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
     say(f"generating {plan.days} days of demo data under {home / 'data'}")
     generate(plan, spec, home / "data")
@@ -137,6 +139,20 @@ def run(home: Path, plan: Plan, keep_ui: bool = False, timeout: float = 3600, ap
         print("\n" + history.table(rows) + "\n", flush=True)
         print(where_to_look(env, home), flush=True)
     return rows
+
+
+MARKER = ".airflow-mlops-demo"
+
+
+def fresh_home(home: Path) -> None:
+    """The scenario replays from day one: clear a previous demo's state, and only a demo's."""
+    if (home / MARKER).exists():
+        say(f"removing the previous demo run under {home}")
+        shutil.rmtree(home)
+    elif home.exists() and any(home.iterdir()):
+        raise SystemExit(f"{home} exists and is not a demo folder: choose another --home")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / MARKER).touch()
 
 
 def where_to_look(env: dict[str, str], home: Path) -> str:
