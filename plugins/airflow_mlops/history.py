@@ -28,7 +28,6 @@ class Version:
 class Day:
     ds: str
     drift_share: float | None
-    drifted: list[str]
     retrain: bool
     decision: str
     performance: float | None
@@ -71,7 +70,6 @@ def days(storage: Storage, spec: PipelineSpec, target: MlflowTarget) -> list[Day
             Day(
                 ds=ds,
                 drift_share=decision.get("drift_share"),
-                drifted=decision.get("drifted_columns", []),
                 retrain=bool(decision.get("retrain")),
                 decision=decision.get("reason", "") if decision.get("retrain") else decision.get("why_not") or "-",
                 performance=performance,

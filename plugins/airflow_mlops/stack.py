@@ -98,24 +98,9 @@ class Api:
         ]
         return runs
 
-    def trigger(self, dag_id: str, logical_date: str | None, conf: dict[str, Any], run_id: str | None = None) -> str:
-        body: dict[str, Any] = {"logical_date": logical_date, "conf": conf}
-        if run_id:
-            body["dag_run_id"] = run_id
+    def trigger(self, dag_id: str, logical_date: str | None, conf: dict[str, Any]) -> str:
+        body = {"logical_date": logical_date, "conf": conf}
         return str(self.post(f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"])
-
-    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        instances: list[dict[str, Any]] = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")[
-            "task_instances"
-        ]
-        return instances
-
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}?deserialize=true"
-        try:
-            return self.get(path)["value"]
-        except StackError:
-            return None
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float, interval: float = 2.0) -> None:
