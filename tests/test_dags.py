@@ -63,3 +63,35 @@ def test_bad_spec_is_an_import_error_naming_file_and_key(tmp_path):
     [(path, error)] = report["errors"].items()
     assert path.endswith("broken.py")
     assert str(spec) in error and "training.window_dayz" in error and "window_days" in error
+
+
+def test_training_queue_routes_only_train_model(tmp_path):
+    """training.queue moves train_model alone; every other task, and train_model without it, keeps
+    Airflow's configured default queue (here "cpu", as a deployment might name it)."""
+    specs = tmp_path / "pipelines"
+    specs.mkdir()
+    (specs / "gpu.yaml").write_text(
+        SPEC_PATH.read_text()
+        .replace("name: churn\n", "name: churn_gpu\n")
+        .replace("../expectations/", f"{SPEC_PATH.parent.parent / 'expectations'}/")
+        .replace("  infra_validation_rows: 20\n", "  infra_validation_rows: 20\n  queue: gpu\n")
+    )
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "pipelines.py").write_text(
+        "# Airflow DAGs from specs\nfrom airflow_mlops.factory import build_pipelines\n"
+        f"globals().update(build_pipelines({str(SPEC_PATH)!r}))\n"
+        f"globals().update(build_pipelines({str(specs / 'gpu.yaml')!r}))\n"
+    )
+    code = f"""
+import json
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder={str(dags)!r})
+print(json.dumps({{f"{{d}}.{{t.task_id}}": t.queue for d in bag.dags for t in bag.dags[d].tasks}}))
+"""
+    env = {**os.environ, "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    queues = json.loads(out.stdout.strip().splitlines()[-1])
+    assert queues.pop("churn_gpu_training.train_model") == "gpu"
+    assert queues["churn_training.train_model"] == "cpu" and len(queues) == 2 * 15 - 1
+    assert set(queues.values()) == {"cpu"}

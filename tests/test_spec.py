@@ -86,3 +86,10 @@ def test_threshold_entries_are_checked(tmp_path):
     path = write_spec(tmp_path, lambda raw: raw["training"]["thresholds"].update(roc_auc={}))
     with pytest.raises(SpecError, match="set at least one of threshold"):
         load_spec(path)
+
+
+@pytest.mark.parametrize("queue", ["", " gpu", "gpu queue"])
+def test_training_queue_must_be_a_queue_name(tmp_path, queue):
+    path = write_spec(tmp_path, lambda raw: raw["training"].update(queue=queue))
+    with pytest.raises(SpecError, match=rf"{path}.*\n.*'training\.queue'.*\(got '{queue}'\)"):
+        load_spec(path)

@@ -36,7 +36,8 @@ def _demo(args: argparse.Namespace) -> int:
     from airflow_mlops.demo import Plan, run
 
     first = args.first_training_day if args.first_training_day is not None else args.days // 3
-    run(Path(args.home), Plan(days=args.days, customers=args.customers, first_training_day=first), keep_ui=args.keep_ui)
+    plan = Plan(days=args.days, customers=args.customers, first_training_day=first)
+    run(Path(args.home), plan, keep_ui=args.keep_ui, api_port=args.port, production=args.production)
     return 0
 
 
@@ -59,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--customers", type=int, default=1000)
     demo.add_argument("--first-training-day", type=int, help="day index of the first champion (default days/3)")
     demo.add_argument("--keep-ui", action="store_true", help="keep Airflow running after the scenario")
+    demo.add_argument("--port", type=int, default=8080, help="Airflow API port (production: and the next five)")
+    demo.add_argument(
+        "--production",
+        action="store_true",
+        help="run on the production topology as local processes (CeleryExecutor, PostgreSQL, Redis, S3, MLflow server)",
+    )
     demo.set_defaults(func=_demo)
 
     args = parser.parse_args(argv)

@@ -1,6 +1,8 @@
 """Endpoints come from Airflow connections, so DAG files and specs never change between stacks.
 
-* ``mlops_storage``: the data lake root, ``extra.root`` (a local path or ``file://`` URI).
+* ``mlops_storage``: the data lake root, ``extra.root``: a local path, a ``file://`` URI, or
+  ``s3://bucket/prefix`` with ``extra.aws_conn_id`` (default ``aws_default``) naming the AWS connection
+  whose keys, region and ``endpoint_url`` reach the bucket.
 * ``mlflow_default``: ``extra.tracking_uri`` (and optional ``registry_uri``, ``artifact_location``),
   or an ``http(s)`` connection to an MLflow server built from host and port.
 * ``feast_default``: ``extra`` is a Feast ``RepoConfig`` (project, registry, online_store, offline_store).
@@ -10,7 +12,10 @@ Each can be defined as ``AIRFLOW_CONN_<ID>`` JSON in the environment, in the UI,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_mlops.storage import Storage
 
 STORAGE_CONN_ID = "mlops_storage"
 MLFLOW_CONN_ID = "mlflow_default"
@@ -29,6 +34,14 @@ def storage_root(conn_id: str = STORAGE_CONN_ID) -> str:
     if "root" not in extra:
         raise ValueError(f"connection '{conn_id}' needs extra.root (the data lake root path or URI)")
     return str(extra["root"])
+
+
+def open_lake(conn_id: str = STORAGE_CONN_ID) -> Storage:
+    """The data lake of the ``mlops_storage`` connection, local or on S3."""
+    from airflow_mlops.storage import AWS_CONN_ID, open_storage
+
+    _, extra = _extra(conn_id)
+    return open_storage(storage_root(conn_id), str(extra.get("aws_conn_id") or AWS_CONN_ID))
 
 
 def mlflow_settings(conn_id: str = MLFLOW_CONN_ID) -> dict[str, str | None]:

@@ -1,4 +1,5 @@
-"""The level-1 scenario, replayed through the real Airflow scheduler on the embedded stack.
+"""The level-1 scenario, replayed through the real Airflow scheduler, on the embedded stack or on the
+production topology run as local processes (:mod:`airflow_mlops.production`).
 
 1. generate ``days`` of churn data (a corrupt day, then covariate shift, then concept shift);
 2. backfill the first weeks of the feature pipeline with ``airflow backfill create``;
@@ -8,24 +9,31 @@
 5. print the day-by-day table and where to look.
 
 Scheduled runs are switched off while history is replayed (``[scheduler] use_job_schedule``), so
-"today" does not interleave with the past; the DAGs themselves are the production ones.
+"today" does not interleave with the past; the DAGs themselves are the production ones. The driver
+reads the lake and MLflow through the same Airflow connections the tasks use.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow_mlops.embedded import PROJECT_ROOT, embedded_env
 from airflow_mlops.spec import PipelineSpec, load_spec
-from airflow_mlops.stack import Api, airflow_cli, running_stack, wait_for, wait_for_runs
+from airflow_mlops.stack import COMPONENTS, Api, Deployment, airflow_cli, running_stack, wait_for, wait_for_runs
+
+if TYPE_CHECKING:
+    from airflow_mlops.history import Day
+    from airflow_mlops.storage import Storage
 
 GENERATOR = PROJECT_ROOT / "include" / "demo" / "churn_data.py"
 SPEC = PROJECT_ROOT / "include" / "pipelines" / "churn.yaml"
@@ -121,24 +129,79 @@ def replay(env: dict[str, str], api: Api, spec: PipelineSpec, plan: Plan, timeou
     wait_for(lambda: all(r["state"] in ("success", "failed") for r in api.runs(training)), "training runs", timeout)
 
 
-def run(home: Path, plan: Plan, keep_ui: bool = False, timeout: float = 3600, api_port: int = 8080) -> list[Any]:
-    from airflow_mlops import history
-    from airflow_mlops.steps.registry import MlflowTarget
-    from airflow_mlops.storage import open_storage
+def land(plan: Plan, spec: PipelineSpec, lake: Storage, scratch: Path) -> None:
+    """Generate the scenario's raw partitions into the lake: in place on a local lake, else generated
+    under ``scratch`` and uploaded the way a producer would land them."""
+    from airflow_mlops.storage import LocalStorage
 
-    spec = load_spec(SPEC)
-    fresh_home(home)
-    env = {**embedded_env(home, api_port=api_port), "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
-    say(f"generating {plan.days} days of demo data under {home / 'data'}")
-    generate(plan, spec, home / "data")
-    say("starting Airflow (api-server, scheduler, dag-processor, triggerer) on SQLite")
-    with running_stack(env, home, keep=keep_ui) as api:
-        replay(env, api, spec, plan, timeout)
-        target = MlflowTarget(**json.loads(env["AIRFLOW_CONN_MLFLOW_DEFAULT"])["extra"])
-        rows = history.days(open_storage(str(home / "data")), spec, target)
-        print("\n" + history.table(rows) + "\n", flush=True)
-        print(where_to_look(env, home), flush=True)
+    if isinstance(lake, LocalStorage):
+        generate(plan, spec, lake.root)
+        return
+    generate(plan, spec, scratch)
+    for path in sorted(p for p in scratch.rglob("*") if p.is_file()):
+        lake.write_bytes(path.relative_to(scratch).as_posix(), path.read_bytes())
+
+
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """``env`` in this process too, so the driver resolves connections exactly as the tasks do."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def play(
+    deployment: Deployment,
+    home: Path,
+    plan: Plan,
+    *,
+    spec_path: Path = SPEC,
+    keep_ui: bool = False,
+    timeout: float = 3600,
+) -> list[Day]:
+    """Land the data, start Airflow on ``deployment``, replay the scenario, print the day-by-day table."""
+    from airflow_mlops import connections, history
+    from airflow_mlops.steps.registry import MlflowTarget
+
+    spec = load_spec(spec_path)
+    env = {**deployment.env, "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
+    with environment(env):
+        lake = connections.open_lake()
+        target = MlflowTarget(**connections.mlflow_settings())  # type: ignore[arg-type]
+        say(f"generating {plan.days} days of demo data into {lake.uri}")
+        land(plan, spec, lake, home / "landing")
+        names = ", ".join([*COMPONENTS, *(worker.name for worker in deployment.workers)])
+        say(f"starting Airflow ({names}) with {env['AIRFLOW__CORE__EXECUTOR']}")
+        with running_stack(env, home, keep=keep_ui, workers=deployment.workers, needs=deployment.needs) as api:
+            replay(env, api, spec, plan, timeout)
+            rows = history.days(lake, spec, target)
+            print("\n" + history.table(rows) + "\n", flush=True)
+            print(where_to_look(env, lake, spec, home), flush=True)
     return rows
+
+
+def run(
+    home: Path,
+    plan: Plan,
+    keep_ui: bool = False,
+    timeout: float = 3600,
+    api_port: int = 8080,
+    production: bool = False,
+) -> list[Day]:
+    """The scenario from a clean ``home``: on the embedded stack, or with ``production`` on the production
+    topology as local processes (PostgreSQL and Redis must be running; see ``scripts/production.sh``)."""
+    fresh_home(home)
+    if not production:
+        return play(Deployment(embedded_env(home, api_port=api_port)), home, plan, keep_ui=keep_ui, timeout=timeout)
+    from airflow_mlops.production import describe, local_production
+
+    with local_production(home, api_port) as (topology, deployment):
+        say(f"production topology:\n{describe(topology)}")
+        return play(deployment, home, plan, keep_ui=keep_ui, timeout=timeout)
 
 
 MARKER = ".airflow-mlops-demo"
@@ -155,13 +218,15 @@ def fresh_home(home: Path) -> None:
     (home / MARKER).touch()
 
 
-def where_to_look(env: dict[str, str], home: Path) -> str:
+def where_to_look(env: dict[str, str], lake: Storage, spec: PipelineSpec, home: Path) -> str:
+    tracking = env["MLFLOW_TRACKING_URI"]
+    mlflow_ui = tracking if tracking.startswith("http") else f"MLFLOW_TRACKING_URI={tracking} mlflow ui --port 5000"
     return "\n".join(
         [
             f"Airflow UI:   {env['AIRFLOW__API__BASE_URL']}  (login admin / admin; rerun with --keep-ui to keep it up)",
-            f"MLflow UI:    MLFLOW_TRACKING_URI={env['MLFLOW_TRACKING_URI']} mlflow ui --port 5000",
-            f"Reports:      {home / 'data' / 'reports'}",
-            f"Quarantine:   {home / 'data' / 'quarantine'}",
+            f"MLflow UI:    {mlflow_ui}",
+            f"Reports:      {lake.location(spec.monitoring.reports_path)}",
+            f"Quarantine:   {lake.location('quarantine')}",
             f"Logs:         {home / 'logs'} and {home / 'airflow' / 'logs'}",
         ]
     )

@@ -38,15 +38,48 @@ class ImmediateConnection(sqlite3.Connection):
 SQLITE_CONNECT_ARGS = {"timeout": 60, "isolation_level": "IMMEDIATE", "factory": ImmediateConnection}
 
 
+def airflow_env(home: Path, *, api_port: int, project: Path = PROJECT_ROOT) -> dict[str, str]:
+    """Airflow settings every stack shares: folders, DAGs and plugins of ``project``, auth, ports."""
+    airflow_home = home / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    secret_file = airflow_home / "jwt_secret"
+    if not secret_file.exists():
+        secret_file.write_text(os.urandom(24).hex())
+    passwords = airflow_home / "passwords.json"
+    if not passwords.exists():
+        passwords.write_text(json.dumps({"admin": "admin"}))
+    return {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(project / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{api_port}",
+        # log servers next to the API port, so that two stacks (a demo and the tests) can share a machine
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(api_port + 1),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(api_port + 2),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "GX_ANALYTICS_ENABLED": "false",
+        "MLOPS_HOME": str(home),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(project / "plugins"), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def connection_env(connections: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Connections as ``AIRFLOW_CONN_<ID>`` JSON variables."""
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(definition) for conn_id, definition in connections.items()}
+
+
 def embedded_env(home: Path, *, api_port: int = API_PORT, project: Path = PROJECT_ROOT) -> dict[str, str]:
     """Environment variables for the embedded stack rooted at ``home`` (created on first use)."""
     home = home.resolve()
     for sub in ("airflow", "data", "mlflow/artifacts", "feast"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     airflow_home = home / "airflow"
-    secret_file = airflow_home / "jwt_secret"
-    if not secret_file.exists():
-        secret_file.write_text(os.urandom(24).hex())
     tracking_uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
     connections: dict[str, dict[str, Any]] = {
         "mlops_storage": {"conn_type": "generic", "extra": {"root": str(home / "data")}},
@@ -71,33 +104,12 @@ def embedded_env(home: Path, *, api_port: int = API_PORT, project: Path = PROJEC
             },
         },
     }
-    env = {
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(project / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    return {
+        **airflow_env(home, api_port=api_port, project=project),
         "AIRFLOW__CORE__EXECUTOR": "airflow_mlops.executor.PreloadingLocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "airflow_mlops.embedded.SQLITE_CONNECT_ARGS",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__API__BASE_URL": f"http://localhost:{api_port}",
-        # log servers next to the API port, so that two stacks (a demo and the tests) can share a machine
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(api_port + 1),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(api_port + 2),
-        "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
-        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-        "GX_ANALYTICS_ENABLED": "false",
         "MLFLOW_TRACKING_URI": tracking_uri,  # for the mlflow CLI and UI
-        "MLOPS_HOME": str(home),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(project / "plugins"), os.environ.get("PYTHONPATH")])),
+        **connection_env(connections),
     }
-    for conn_id, definition in connections.items():
-        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(definition)
-    passwords = airflow_home / "passwords.json"
-    if not passwords.exists():
-        passwords.write_text(json.dumps({"admin": "admin"}))
-    return env

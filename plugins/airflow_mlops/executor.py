@@ -1,10 +1,11 @@
-"""A LocalExecutor whose workers start with the ML libraries already imported.
+"""Task processes that start with the ML libraries already imported, on either executor.
 
-Airflow forks every task process from a LocalExecutor worker, and the workers are forked from the
-scheduler. Importing pandas, scikit-learn, MLflow, GX, Feast and Evidently once here saves each task
-5-15 s of imports on a small machine (the embedded stack's main cost). DAG parsing is unaffected:
-the DAG processor is a different process. Opt in with
-``AIRFLOW__CORE__EXECUTOR=airflow_mlops.executor.PreloadingLocalExecutor``.
+Airflow forks every task process: from a LocalExecutor worker (itself forked from the scheduler), or
+from a Celery worker's pool process. Importing pandas, scikit-learn, MLflow, GX, Feast and Evidently
+once, before those forks, saves each task 5-15 s of imports on a small machine. DAG parsing is
+unaffected: the DAG processor is a different process. Opt in with
+``AIRFLOW__CORE__EXECUTOR=airflow_mlops.executor.PreloadingLocalExecutor``, or for Celery workers with
+``AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=airflow_mlops.celery_config.PRELOADING_CELERY_CONFIG``.
 """
 
 from __future__ import annotations

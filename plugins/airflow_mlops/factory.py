@@ -99,11 +99,14 @@ def training_dag(spec: PipelineSpec) -> DAG:
             source="{{ ti.xcom_pull(task_ids='build_training_set')['key'] }}",
             **common,
         )
+        # Only training moves to training.queue: infra validation stays on the default (CPU) workers so
+        # that it proves the model loads and scores where batch scoring runs.
+        training_queue = {"queue": spec.training.queue} if spec.training.queue else {}
         train = TrainModelOperator(
             task_id="train_model",
             training_set=build.output,
             validation=gate.output,
-            queue=spec.training.queue or "default",
+            **training_queue,
             **common,
         )
         challenger = ChallengerGateOperator(

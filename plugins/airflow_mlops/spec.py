@@ -28,6 +28,8 @@ METRICS = ("roc_auc", "accuracy", "f1", "log_loss")
 LOWER_IS_BETTER = frozenset({"log_loss"})
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=60)]
+# An executor queue as Celery and Airflow name them (task_instance.queue holds up to 256 characters).
+QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=256)]
 _SCHEDULE_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly")
 
 
@@ -126,7 +128,8 @@ class TrainingSpec(_Strict):
     model: ModelSpec
     thresholds: dict[Literal[METRICS], MetricThresholdSpec] = Field(min_length=1)  # type: ignore[valid-type]
     registered_model: Name | None = None
-    queue: str | None = None
+    # Queue of train_model, e.g. "gpu" for GPU workers; None keeps Airflow's [operators] default_queue.
+    queue: QueueName | None = None
     infra_validation_rows: int = Field(default=20, ge=1)
 
     @model_validator(mode="after")

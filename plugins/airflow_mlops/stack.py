@@ -15,8 +15,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,16 @@ def airflow_bin() -> str:
     return str(Path(sys.executable).with_name("airflow"))
 
 
+def process_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A stack's processes see its configuration only: Airflow settings and connections that the caller's
+    environment holds (another stack's, a shell's) are left out, so they cannot leak into this stack."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
+    return {**inherited, **env}
+
+
 def airflow_cli(env: dict[str, str], *args: str, timeout: int = 300) -> str:
     completed = subprocess.run(
-        [airflow_bin(), *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout
+        [airflow_bin(), *args], env=process_env(env), capture_output=True, text=True, timeout=timeout
     )
     if completed.returncode != 0:
         raise StackError(f"airflow {' '.join(args)} failed ({completed.returncode}): {completed.stderr[-2000:]}")
@@ -103,6 +111,15 @@ class Api:
         return str(self.post(f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"])
 
 
+def answers(url: str) -> bool:
+    """Whether an HTTP service answers at ``url`` without a server error."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status < 500)
+    except OSError:
+        return False
+
+
 def wait_for(condition: Callable[[], bool], what: str, timeout: float, interval: float = 2.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -131,47 +148,104 @@ def wait_for_runs(
     raise StackError(f"timed out after {timeout:.0f}s waiting for {expected} runs of {dag_id}")
 
 
+@dataclass(frozen=True)
+class Component:
+    """One long-running process: the name of its log, its command line, and environment on top of the stack's."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What a stack runs with: Airflow's environment (configuration and ``AIRFLOW_CONN_*`` connections, for
+    every process and the CLI) and the processes beyond the four Airflow components (Celery workers)."""
+
+    env: dict[str, str]
+    workers: tuple[Component, ...] = ()
+    needs: tuple[str, ...] = ()
+    """URLs of services started beside the stack (the MLflow server) that must answer before it counts as up."""
+
+
+class Supervised:
+    """Processes started by :func:`supervised`; ``check()`` fails naming the first one that exited."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def check(self) -> bool:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                log = self.logs / f"{name}.log"
+                tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+                raise StackError(f"{name} exited with {process.returncode}; {log} ends with:\n" + "\n".join(tail))
+        return True
+
+
 @contextmanager
-def running_stack(env: dict[str, str], home: Path, keep: bool = False) -> Iterator[Api]:
-    """Migrate the metadata DB, start the four Airflow components, yield an API client once healthy."""
-    logs = home / "logs"
+def supervised(components: Sequence[Component], env: Mapping[str, str], logs: Path) -> Iterator[Supervised]:
+    """Start each component in its own process group, logging to ``<logs>/<name>.log``; stop them all
+    on the way out (SIGTERM, SIGKILL after 30 s), also when the caller gets SIGTERM (CI timeouts, ``kill``)."""
     logs.mkdir(parents=True, exist_ok=True)
-    airflow_cli(env, "db", "migrate", timeout=600)
-    database = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    if database.startswith("sqlite:///"):  # readers never block the writer in WAL mode
-        with sqlite3.connect(database.removeprefix("sqlite:///")) as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
-    processes = []
-    for component in COMPONENTS:
-        log = (logs / f"{component}.log").open("ab")
-        processes.append(
-            subprocess.Popen(
-                [airflow_bin(), component],
-                env={**os.environ, **env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-    api = Api(env["AIRFLOW__API__BASE_URL"])
-    # SIGTERM (CI timeouts, `kill`) must unwind through `finally` so no component outlives us.
+    running = Supervised(logs)
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
-        wait_for(api.healthy, "the Airflow API server and scheduler to be healthy", timeout=240)
-        yield api
-        if keep:
-            print("Stack running; press Ctrl+C to stop it.", flush=True)
-            while all(p.poll() is None for p in processes):
-                time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+        for component in components:
+            with (logs / f"{component.name}.log").open("ab") as log:
+                running.processes[component.name] = subprocess.Popen(
+                    component.argv,
+                    env=process_env({**env, **component.env}),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        yield running
     finally:
         signal.signal(signal.SIGTERM, previous)
-        for process in processes:
+        for process in running.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
+        for process in running.processes.values():
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@contextmanager
+def running_stack(
+    env: dict[str, str],
+    home: Path,
+    keep: bool = False,
+    workers: Sequence[Component] = (),
+    needs: Sequence[str] = (),
+) -> Iterator[Api]:
+    """Start any ``workers`` (Celery workers, which need only the broker to start) while the metadata DB is
+    migrated, then the four Airflow components; yield an API client once they are healthy and every URL
+    in ``needs`` answers (services that started meanwhile)."""
+    logs = home / "logs"
+    with supervised(workers, env, logs) as running_workers:
+        airflow_cli(env, "db", "migrate", timeout=600)
+        database = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        if database.startswith("sqlite:///"):  # readers never block the writer in WAL mode
+            with sqlite3.connect(database.removeprefix("sqlite:///")) as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+        components = [Component(name, (airflow_bin(), name)) for name in COMPONENTS]
+        with supervised(components, env, logs) as running:
+            api = Api(env["AIRFLOW__API__BASE_URL"])
+            try:
+                wait_for(
+                    lambda: running.check() and running_workers.check() and api.healthy() and all(map(answers, needs)),
+                    f"the Airflow API server and scheduler to be healthy, and {', '.join(needs) or 'nothing else'}",
+                    timeout=240,
+                )
+                yield api
+                if keep:
+                    print("Stack running; press Ctrl+C to stop it.", flush=True)
+                    while running.check() and running_workers.check():
+                        time.sleep(1)
+            except KeyboardInterrupt:
+                pass

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from airflow_mlops.spec import LOWER_IS_BETTER, DriftPolicySpec, PipelineSpec
-from airflow_mlops.storage import Storage, partition, read_partition
+from airflow_mlops.storage import Storage, partition, read_parquet, read_partition
 
 
 def predictions_key(spec: PipelineSpec, ds: date) -> str:
@@ -40,9 +40,7 @@ def labelled_predictions(storage: Storage, spec: PipelineSpec, ds: date) -> pd.D
     window = spec.monitoring.performance_window_days
     days = [ds - timedelta(days=offset) for offset in range(2 * window)]
     predictions = [
-        pd.read_parquet(storage.path(predictions_key(spec, d)))
-        for d in days
-        if storage.exists(predictions_key(spec, d))
+        read_parquet(storage, predictions_key(spec, d)) for d in days if storage.exists(predictions_key(spec, d))
     ]
     labels = [
         read_partition(storage, partition(spec.data.labels_path, d))
