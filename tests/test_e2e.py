@@ -1,26 +1,56 @@
 """End to end through the real scheduler: Airflow's four components on SQLite, a CLI backfill, the first
-champion, daily monitoring, and a drift-triggered training run decided by the gates."""
+champion, daily monitoring, and a drift-triggered training run decided by the gates. Then, on the
+finished stack, the Airflow UI as a user meets it: each task's extra links, and the monitoring page in
+headless Chromium. The scenario runs once for the module (it takes minutes)."""
+
+from __future__ import annotations
 
 import sqlite3
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 
 from airflow_mlops.demo import Plan, run
+from airflow_mlops.embedded import embedded_env
+from airflow_mlops.history import Day
+from airflow_mlops.stack import Api, Component, StackError, airflow_bin, supervised, wait_for
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
+PLAN = Plan(days=16, customers=400, first_training_day=10, corrupt_day=4)
+DEMO_PORT, UI_PORT = 18090, 18100
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = ROOT / "docs" / "ui-monitoring.png"
 
-def test_level_one_scenario_through_the_scheduler(tmp_path):
-    plan = Plan(days=16, customers=400, first_training_day=10, corrupt_day=4)
-    rows = run(tmp_path / "stack", plan, timeout=1500, api_port=18090)
 
-    with sqlite3.connect(tmp_path / "stack" / "airflow" / "airflow.db") as db:
+@dataclass(frozen=True)
+class Scenario:
+    home: Path
+    rows: list[Day]
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+    home = tmp_path_factory.mktemp("e2e") / "stack"
+    return Scenario(home, run(home, PLAN, timeout=1500, api_port=DEMO_PORT))
+
+
+def test_level_one_scenario_through_the_scheduler(scenario: Scenario) -> None:
+    rows = scenario.rows
+    with sqlite3.connect(scenario.home / "airflow" / "airflow.db") as db:
         runs = db.execute("select dag_id, run_id, run_type, state, conf from dag_run").fetchall()
     features = [r for r in runs if r[0] == "churn_features"]
-    assert len(features) == plan.days and {r[2] for r in features} == {"backfill"}  # the CLI backfills
+    assert len(features) == PLAN.days and {r[2] for r in features} == {"backfill"}  # the CLI backfills
     assert [r[1] for r in features if r[3] == "failed"] == ["backfill__2026-01-05T00:00:00+00:00"]  # quarantined
     monitoring = [r for r in runs if r[0] == "churn_monitoring"]
-    assert len(monitoring) == plan.days - plan.first_training_day - 1
+    assert len(monitoring) == PLAN.days - PLAN.first_training_day - 1
     assert all(r[3] == "success" for r in monitoring), monitoring
     drift_runs = [r for r in runs if r[0] == "churn_training" and r[1].startswith("drift__")]
     assert drift_runs and all(r[3] == "success" for r in drift_runs), runs
@@ -30,3 +60,127 @@ def test_level_one_scenario_through_the_scheduler(tmp_path):
     assert [f"drift__{day.ds}" for day in triggered] == [r[1] for r in drift_runs]
     assert all(day.trained and day.trained[0].decision in ("promoted", "rejected") for day in triggered)
     assert any("cooldown" in day.decision for day in rows)  # drift seen while training is cooling down
+
+
+def answers(api: Api) -> bool:
+    try:
+        api.token()
+    except (OSError, StackError):
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def ui(scenario: Scenario) -> Iterator[Api]:
+    """Only Airflow's API server (which serves the UI and the plugin), on the finished scenario's home."""
+    env = embedded_env(scenario.home, api_port=UI_PORT)
+    server = Component("ui-api-server", (airflow_bin(), "api-server"))
+    with supervised([server], env, scenario.home / "logs") as running:
+        api = Api(env["AIRFLOW__API__BASE_URL"])
+        wait_for(lambda: running.check() and answers(api), "the API server to answer", timeout=180)
+        yield api
+
+
+def fetch(api: Api, path: str, logged_in: bool = True) -> tuple[int, str, str]:
+    """Status, content type and body of a GET on the UI server, as admin or without any credentials."""
+    headers = {"Authorization": f"Bearer {api.token()}"} if logged_in else {}
+    request = urllib.request.Request(f"{api.base_url}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.headers.get("Content-Type", ""), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
+
+
+def task_links(api: Api, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links"
+    links: dict[str, Any] = api.get(path)["extra_links"]
+    return links
+
+
+def on_ui(link: str) -> str:
+    """A stored link's path: links carry the demo stack's base URL; the same files are served here."""
+    parts = urlsplit(link)
+    assert f"{parts.scheme}://{parts.netloc}" == f"http://localhost:{DEMO_PORT}", link
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def test_each_task_links_to_what_it_produced(ui: Api, scenario: Scenario) -> None:
+    monitoring = ui.runs("churn_monitoring")[-1]["dag_run_id"]
+    drift = task_links(ui, "churn_monitoring", monitoring, "detect_drift")["Drift report"]
+    status, kind, body = fetch(ui, on_ui(drift))
+    stored = scenario.home / "data" / urlsplit(drift).path.removeprefix("/mlops/reports/")
+    assert status == 200 and kind.startswith("text/html") and body == stored.read_text(), drift
+
+    first_training = next(r["dag_run_id"] for r in ui.runs("churn_training") if r["conf"]["reason"] == "first champion")
+    trained = task_links(ui, "churn_training", first_training, "train_model")
+    status, _, body = fetch(ui, on_ui(trained["MLflow run"]))
+    assert status == 200 and "holdout_roc_auc" in body and "first champion" in body
+    assert trained["Model version"].endswith("/mlops/pipelines/churn#churn-v1")
+    assert fetch(ui, on_ui(trained["Model version"]))[0] == 200
+    promoted = task_links(ui, "churn_training", first_training, "promote_champion")["Champion version"]
+    assert promoted == trained["Model version"]
+
+    quarantined = task_links(ui, "churn_features", "backfill__2026-01-05T00:00:00+00:00", "validate_raw")
+    status, _, body = fetch(ui, on_ui(quarantined["Validation result"]))  # the task failed; its result is linked
+    assert status == 200 and '<span class="failed">failed</span>' in body
+
+    published = task_links(ui, "churn_features", "backfill__2026-01-16T00:00:00+00:00", "publish_features")
+    status, _, body = fetch(ui, on_ui(published["Feature view"]))
+    assert status == 200 and "customer_features" in body and "monthly_charges" in body, body[:2000]
+
+    assert fetch(ui, on_ui(drift), logged_in=False)[0] == 401  # the same report, without a login
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_monitoring_page_in_a_browser(ui: Api, scenario: Scenario, tmp_path: Path) -> None:
+    """Log in to the Airflow UI, find the page in the navigation, follow a drift report link and see it render."""
+    from playwright.sync_api import expect, sync_playwright
+
+    assert CHROMIUM.exists(), "Debian's chromium is missing: run scripts/setup.sh"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 1000},
+        )
+        page = browser.new_page()
+        page.set_default_timeout(120_000)  # the first page load imports MLflow in the API server
+        expect.set_options(timeout=120_000)
+        page.goto(f"{ui.base_url}/mlops/")
+        assert "Not authenticated" in page.content()  # no session yet
+
+        page.goto(f"{ui.base_url}/")
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password").fill("admin")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/auth/" not in url)
+
+        page.goto(f"{ui.base_url}/plugin/mlops")  # the navigation entry: the page inside the Airflow UI
+        frame = page.frame_locator("iframe")
+        expect(frame.get_by_role("heading", name="churn")).to_be_visible()
+
+        page.goto(f"{ui.base_url}/mlops/")
+        champion = [day.champion for day in scenario.rows][-1]
+        expect(page.get_by_text(f"Champion: v{champion}")).to_be_visible()
+        expect(page.locator("svg polyline")).to_have_count(1)
+        expect(page.locator("tr.champion")).to_have_count(1)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+        page.get_by_role("link", name="drift report").first.click()
+        page.wait_for_url("**/mlops/reports/reports/churn/**/drift.html")
+        expect(page.get_by_text("Share of Drifted Columns")).to_be_visible()  # drawn by the report's own scripts
+        browser.close()

@@ -17,11 +17,12 @@ from airflow_mlops.storage import Storage
 @dataclass(frozen=True)
 class Version:
     version: str
+    run_id: str
     as_of: str
     trigger: str
     decision: str
     reason: str
-    roc_auc: float | None
+    metrics: dict[str, float]  # holdout metrics, without the ``holdout_`` prefix
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,14 @@ def versions(target: MlflowTarget, spec: PipelineSpec) -> list[Version]:
         found.append(
             Version(
                 version=str(mv.version),
+                run_id=mv.run_id,
                 as_of=mv.tags.get("logical_date", ""),
                 trigger=mv.tags.get("trigger", ""),
                 decision=mv.tags.get("decision", "pending"),
                 reason=mv.tags.get("decision_reason", ""),
-                roc_auc=run.data.metrics.get("holdout_roc_auc"),
+                metrics={
+                    k.removeprefix("holdout_"): v for k, v in run.data.metrics.items() if k.startswith("holdout_")
+                },
             )
         )
     return sorted(found, key=lambda v: int(v.version))

@@ -1,0 +1,137 @@
+"""Operator extra links: from a task in the Airflow UI to what it produced.
+
+Airflow evaluates ``get_link`` in the worker when the task finishes (failed tasks included) and stores
+the URL as XCom. Every link here is built from the XCom the task itself recorded (a run id, a version,
+a storage key), never from a URL guessed from the date; a task that recorded nothing gets no link.
+
+Reports, validation results, feature views and (when MLflow has no UI server, as on the embedded
+stack) runs and versions open in this distribution's own pages, served by the Airflow API server under
+:data:`UI_PREFIX` behind Airflow's authentication.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote, urlencode
+
+from airflow.sdk import BaseOperatorLink, conf
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.types import TaskInstanceKey
+
+    from airflow_mlops.operators import PipelineOperator
+
+UI_PREFIX = "/mlops"
+
+
+def ui_url(path: str, **query: str) -> str:
+    """Absolute URL of one of the plugin's pages, on the API server the UI is served from."""
+    base = conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/")
+    return f"{base}{UI_PREFIX}{path}" + (f"?{urlencode(query)}" if query else "")
+
+
+def mlflow_server(tracking_uri: str) -> str | None:
+    """The MLflow UI when tracking goes through a server (``http(s)://``); ``None`` for a local store."""
+    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else None
+
+
+def model_version_url(tracking_uri: str, pipeline: str, model: str, version: str) -> str:
+    server = mlflow_server(tracking_uri)
+    if server:
+        return f"{server}/#/models/{quote(model, safe='')}/versions/{quote(version, safe='')}"
+    return ui_url(f"/pipelines/{quote(pipeline, safe='')}") + f"#{quote(pipeline, safe='')}-v{quote(version, safe='')}"
+
+
+class RecordedLink(BaseOperatorLink):
+    """A link built from an XCom the task pushed (``return_value`` unless told otherwise); none when the
+    task did not record ``recorded_field`` there."""
+
+    name: ClassVar[str]
+    recorded_key: ClassVar[str] = "return_value"
+    recorded_field: ClassVar[str]
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        record = XCom.get_value(ti_key=ti_key, key=self.recorded_key)
+        if not isinstance(record, dict) or not record.get(self.recorded_field):
+            return ""
+        return self.url(operator, record)  # type: ignore[arg-type]
+
+    def url(self, operator: PipelineOperator, record: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+
+class MlflowRunLink(RecordedLink):
+    """The MLflow run that logged the candidate (params, metrics, artifacts, lineage tags)."""
+
+    name = "MLflow run"
+    recorded_field = "run_id"
+
+    def url(self, operator: PipelineOperator, record: dict[str, Any]) -> str:
+        run_id = str(record[self.recorded_field])
+        server = mlflow_server(operator.mlflow.tracking_uri)
+        if server:
+            experiment = operator.mlflow.client().get_run(run_id).info.experiment_id
+            return f"{server}/#/experiments/{quote(str(experiment), safe='')}/runs/{quote(run_id, safe='')}"
+        return ui_url(f"/runs/{quote(run_id, safe='')}")
+
+
+class ModelVersionLink(RecordedLink):
+    """The registered model version the task registered."""
+
+    name = "Model version"
+    recorded_field = "version"
+
+    def url(self, operator: PipelineOperator, record: dict[str, Any]) -> str:
+        spec, version = operator.spec, str(record[self.recorded_field])
+        return model_version_url(operator.mlflow.tracking_uri, spec.name, spec.registered_model_name, version)
+
+
+class ChampionVersionLink(ModelVersionLink):
+    """The version the task made champion."""
+
+    name = "Champion version"
+    recorded_field = "champion"
+
+
+class LakeFileLink(RecordedLink):
+    """A file the task wrote to the data lake, served by the plugin under ``route``."""
+
+    route = ""
+
+    def url(self, operator: PipelineOperator, record: dict[str, Any]) -> str:
+        return ui_url(f"{self.route}/{quote(str(record[self.recorded_field]), safe='/=')}")
+
+
+class DriftReportLink(LakeFileLink):
+    """The Evidently HTML drift report, opened from the data lake by the plugin."""
+
+    name = "Drift report"
+    recorded_field = "report_key"
+    route = "/reports"
+
+
+class ValidationResultLink(LakeFileLink):
+    """The GX validation result; recorded before the gate decides, so a blocked day links too."""
+
+    name = "Validation result"
+    recorded_key = "validation"
+    recorded_field = "result_key"
+    route = "/validation"
+
+
+class FeatureViewLink(RecordedLink):
+    """The Feast feature view the task materialised, with the window it wrote online."""
+
+    name = "Feature view"
+    recorded_field = "feature_view"
+
+    def url(self, operator: PipelineOperator, record: dict[str, Any]) -> str:
+        pipeline, view = quote(operator.spec.name, safe=""), quote(str(record[self.recorded_field]), safe="")
+        return ui_url(
+            f"/pipelines/{pipeline}/feature-views/{view}",
+            start=str(record.get("start", "")),
+            end=str(record.get("end", "")),
+        )
