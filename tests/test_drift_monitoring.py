@@ -1,4 +1,4 @@
-"""Drift verdicts (Evidently's own), the retraining policy, scoring and performance."""
+"""Drift verdicts (held to Evidently's own), the retraining policy, scoring and performance."""
 
 from datetime import date
 
@@ -8,6 +8,7 @@ import pytest
 
 from airflow_mlops.spec import DriftPolicySpec
 from airflow_mlops.steps import drift, monitoring
+from airflow_mlops.storage import DataError
 from tests.conftest import SMALL, churn_data
 
 
@@ -16,23 +17,75 @@ def reference() -> pd.DataFrame:
     return pd.concat([churn_data.snapshot(SMALL, i) for i in range(4, 8)], ignore_index=True)
 
 
-def test_same_world_does_not_drift(reference, spec):
-    result, snapshot = drift.detect_drift(reference, churn_data.snapshot(SMALL, 9), spec.data, 0.3)
-    assert result.drifted_columns == [] and not result.dataset_drift
-    assert {c.column for c in result.columns} == set(spec.data.feature_names)
-    assert "<html" in snapshot.get_html_str(as_iframe=False)[:1000].lower()
+def fast_and_evidently(reference, current, spec, share=0.3):
+    baseline, _ = drift.evidently_drift(reference, current, spec.data, share)
+    return drift.compare(drift.build_profile(reference, spec.data), current, spec.data, share), baseline
 
 
-def test_covariate_shift_drifts_and_matches_evidentlys_share(reference, spec):
-    result, snapshot = drift.detect_drift(reference, churn_data.snapshot(SMALL, 13), spec.data, 0.3)
-    assert {"monthly_charges", "support_calls_30d", "usage_minutes_7d"} <= set(result.drifted_columns)
-    assert result.dataset_drift
-    evidently_share = next(
-        m["value"]["share"] for m in snapshot.dict()["metrics"] if m["config"]["type"].endswith("DriftedColumnsCount")
-    )
-    assert result.share == pytest.approx(evidently_share)
-    # small reference: Evidently picks K-S / chi-square style tests; large: distances; we report what it used
-    assert all(c.method and c.threshold > 0 for c in result.columns)
+# Evidently switches from statistical tests (K-S, chi-square, z) to distances above 1000 reference rows.
+@pytest.mark.parametrize("reference_days", [(4, 6), (4, 8)], ids=["tests", "distances"])
+@pytest.mark.parametrize("current_day", [9, 13], ids=["same-world", "covariate-shift"])
+def test_decisions_and_scores_match_evidentlys_preset(reference_days, current_day, spec):
+    reference = pd.concat([churn_data.snapshot(SMALL, i) for i in range(*reference_days)], ignore_index=True)
+    result, baseline = fast_and_evidently(reference, churn_data.snapshot(SMALL, current_day), spec)
+    assert [(c.column, c.method, c.threshold, c.drifted) for c in result.columns] == [
+        (c.column, c.method, c.threshold, c.drifted) for c in baseline.columns
+    ]
+    assert [c.score for c in result.columns] == pytest.approx([c.score for c in baseline.columns], abs=1e-9)
+    assert result.dataset_drift == baseline.dataset_drift == (current_day == 13)
+    if current_day == 13:
+        assert {"monthly_charges", "support_calls_30d", "usage_minutes_7d"} <= set(result.drifted_columns)
+
+
+def test_few_valued_numeric_columns_follow_evidentlys_method_switch(reference, spec):
+    rng = np.random.default_rng(3)
+    reference = reference.assign(num_products=rng.choice([1, 2, 3], len(reference)))
+    same = churn_data.snapshot(SMALL, 9).assign(num_products=lambda f: rng.choice([1, 2, 3], len(f), p=[0.2, 0.3, 0.5]))
+    spread = same.assign(num_products=lambda f: rng.integers(1, 9, len(f)))  # now > 5 values: Wasserstein
+    for current, method in ((same, "Jensen-Shannon distance"), (spread, "Wasserstein distance (normed)")):
+        result, baseline = fast_and_evidently(reference, current, spec)
+        fast, evidently = (next(c for c in r.columns if c.column == "num_products") for r in (result, baseline))
+        assert (fast.method, fast.drifted) == (evidently.method, evidently.drifted) and fast.method == method
+        assert fast.score == pytest.approx(evidently.score, abs=1e-9)
+
+
+def test_wasserstein_is_exact_and_a_large_reference_stays_within_its_stored_bound():
+    from scipy import stats
+
+    rng = np.random.default_rng(7)
+    reference, current = rng.lognormal(size=3000), rng.lognormal(0.1, 1.1, size=5000)
+    exact = stats.wasserstein_distance(reference, current)
+    assert drift.wasserstein_to_atoms(np.sort(reference), np.sort(current)) == pytest.approx(exact, rel=1e-12)
+
+    reference = rng.standard_t(3, size=300_000)  # heavy tails: the atoms have to grow past the default
+    profile = drift._numeric_profile("x", reference)
+    assert drift.ATOMS < len(profile.atoms) < len(reference) and profile.atom_error <= drift.MAX_ATOM_ERROR
+    score = drift.wasserstein_to_atoms(np.asarray(profile.atoms), np.sort(current)) / profile.std
+    assert abs(score - stats.wasserstein_distance(reference, current) / np.std(reference)) <= profile.atom_error
+
+
+def test_profile_round_trips_through_storage_and_the_report_shows_the_decision(reference, spec, storage):
+    profile = drift.build_profile(reference, spec.data)
+    profile.save(storage, "reports/reference/version=3")
+    loaded = drift.ReferenceProfile.load(storage, "reports/reference/version=3")
+    assert drift.ReferenceProfile.load(storage, "reports/reference/version=4") is None
+    current = churn_data.snapshot(SMALL, 13)
+    result = drift.compare(loaded, current, spec.data, 0.3)
+    assert result == drift.compare(profile, current, spec.data, 0.3)
+    snapshot = drift.render_report(loaded, current, result, spec.data)
+    shown = drift.read_verdicts(snapshot.dict(), 0.3, result.reference_rows, result.current_rows)
+    assert [(c.column, c.drifted) for c in shown.columns] == [(c.column, c.drifted) for c in result.columns]
+    assert [c.score for c in shown.columns] == pytest.approx([c.score for c in result.columns])
+    assert "(full data)" in snapshot.get_html_str(as_iframe=False)
+
+
+def test_unusable_columns_are_named(reference, spec):
+    profile = drift.build_profile(reference, spec.data)
+    current = churn_data.snapshot(SMALL, 9)
+    with pytest.raises(DataError, match="'region' has no values"):
+        drift.compare(profile, current.assign(region=None), spec.data, 0.3)
+    with pytest.raises(DataError, match=r"current data lacks feature columns \['tenure_months'\]"):
+        drift.compare(profile, current.drop(columns="tenure_months"), spec.data, 0.3)
 
 
 POLICY = DriftPolicySpec(
@@ -79,3 +132,13 @@ def test_scores_and_performance(spec):
     metrics = monitoring.performance(joined, "churned")
     assert metrics["roc_auc"] == pytest.approx(0.5) and metrics["labelled_rows"] == len(frame)
     assert monitoring.performance(joined.iloc[0:0], "churned") is None
+
+
+def test_distance_methods_are_evidentlys_defaults():
+    from evidently.legacy.calculations import stattests
+
+    for ours, theirs in (
+        (drift.WASSERSTEIN, stattests.wasserstein_stat_test),
+        (drift.JENSEN_SHANNON, stattests.jensenshannon_stat_test),
+    ):
+        assert ours == (theirs.display_name, theirs.default_threshold)

@@ -18,6 +18,14 @@ from airflow.sdk import BaseBranchOperator, BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_mlops import connections
+from airflow_mlops.links import (
+    ChampionVersionLink,
+    DriftReportLink,
+    FeatureViewLink,
+    MlflowRunLink,
+    ModelVersionLink,
+    ValidationResultLink,
+)
 from airflow_mlops.spec import PipelineSpec, SpecError, load_spec
 
 if TYPE_CHECKING:
@@ -77,9 +85,7 @@ class PipelineOperator(BaseOperator):
 
     @cached_property
     def storage(self) -> Storage:
-        from airflow_mlops.storage import open_storage
-
-        return open_storage(connections.storage_root(self.storage_conn_id))
+        return connections.open_lake(self.storage_conn_id)
 
     @cached_property
     def mlflow(self) -> MlflowTarget:
@@ -134,7 +140,7 @@ class PartitionSensor(DailyOperator, BaseSensorOperator):
 
         spec, storage = self.spec, self.storage
         key = partition(spec.data.raw_path if self.dataset == "raw" else offline_prefix(spec), self.ds)
-        self.log.info("looking for parquet files in %s", storage.path(key))
+        self.log.info("looking for parquet files in %s", storage.location(key))
         if storage.files(key, ".parquet"):
             return True
         if self.dataset == "features" and storage.exists(partition(quarantine_prefix(spec), self.ds)):
@@ -151,6 +157,7 @@ class ValidateDataOperator(DailyOperator):
     ``stage="training"``: the training set built upstream (``source`` is its storage key)."""
 
     template_fields = (*DailyOperator.template_fields, "source")
+    operator_extra_links = (ValidationResultLink(),)
 
     def __init__(self, *, stage: Literal["raw", "training"], source: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -172,10 +179,10 @@ class ValidateDataOperator(DailyOperator):
             key = self.source.rsplit("/", 1)[0]
             suite, columns = spec.training.training_suite, spec.data.features
         frame = read_partition(storage, key)
-        report = validate_frame(frame, suite, columns, source=str(storage.path(key)))
+        report = validate_frame(frame, suite, columns, source=str(storage.location(key)))
         result_key = f"validation/{spec.name}/{self.stage}/{key.replace('/', '__')}.json"
         storage.write_bytes(result_key, report.to_json())
-        summary = {**report.summary(), "result": str(storage.path(result_key))}
+        summary = {**report.summary(), "result": str(storage.location(result_key)), "result_key": result_key}
         self.log.info("validation of %s: %s", key, summary)
         context["ti"].xcom_push(key="validation", value=summary)
         if report.passed:
@@ -190,6 +197,8 @@ class ValidateDataOperator(DailyOperator):
 class PublishFeaturesOperator(DailyOperator):
     """Validated partition -> offline store; then materialise the day (plus overlap) into the online store."""
 
+    operator_extra_links = (FeatureViewLink(),)
+
     def run(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.steps import features
         from airflow_mlops.storage import partition, read_partition
@@ -200,7 +209,7 @@ class PublishFeaturesOperator(DailyOperator):
         store = self.feast.store()
         features.apply(store, spec, storage)
         window = features.materialize(store, storage, spec, day)
-        summary = {"offline_partition": str(storage.path(key)), "rows": len(frame), **window}
+        summary = {"offline_partition": str(storage.location(key)), "rows": len(frame), **window}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {"ds": self.ds, "rows": len(frame)}
         return summary
@@ -238,6 +247,7 @@ class TrainModelOperator(PipelineOperator):
     """Fit on all but the last ``holdout_days``, score the holdout, log everything to MLflow, register."""
 
     template_fields = (*PipelineOperator.template_fields, "training_set", "validation")
+    operator_extra_links = (MlflowRunLink(), ModelVersionLink())
 
     def __init__(self, *, training_set: Any, validation: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -245,13 +255,12 @@ class TrainModelOperator(PipelineOperator):
         self.validation = validation
 
     def run(self, context: Context) -> dict[str, Any]:
-        import pandas as pd
-
         from airflow_mlops import __version__
         from airflow_mlops.steps import registry, training
+        from airflow_mlops.storage import read_parquet
 
         spec, info = self.spec, self.training_set
-        frame = pd.read_parquet(self.storage.path(info["key"]))
+        frame = read_parquet(self.storage, info["key"])
         split = training.time_split(frame, spec.data.timestamp_column, spec.training.holdout_days)
         model = training.fit(spec.training.model, spec.data, split.train)
         metrics = training.evaluate(model, split.holdout, spec.data)
@@ -267,7 +276,7 @@ class TrainModelOperator(PipelineOperator):
             "airflow_run_id": dag_run.run_id,
             "code_version": __version__,
             "data_fingerprint": info["fingerprint"],
-            "training_set": str(self.storage.path(info["key"])),
+            "training_set": str(self.storage.location(info["key"])),
             "drift_report": str(params.get("report") or ""),
             "drifted_columns": ",".join(params.get("drifted_columns") or []),
             "trainer": spec.training.model.trainer,
@@ -314,16 +323,16 @@ class ChallengerGateOperator(PipelineOperator, BaseBranchOperator):
 
     def choose_branch(self, context: Context) -> list[str]:
         import mlflow
-        import pandas as pd
 
         from airflow_mlops.steps import registry, training
+        from airflow_mlops.storage import read_parquet
 
         spec, candidate = self.spec, self.candidate
         name = spec.registered_model_name
         champion = registry.champion_version(self.mlflow, name)
         champion_metrics = None
         if champion is not None and str(champion.version) != candidate["version"]:
-            frame = pd.read_parquet(self.storage.path(candidate["training_set"]))
+            frame = read_parquet(self.storage, candidate["training_set"])
             holdout = training.time_split(frame, spec.data.timestamp_column, spec.training.holdout_days).holdout
             model = mlflow.sklearn.load_model(f"models:/{name}/{champion.version}")
             champion_metrics = training.evaluate(model, holdout, spec.data)
@@ -356,12 +365,11 @@ class InfraValidationOperator(PipelineOperator):
         self.candidate = candidate
 
     def run(self, context: Context) -> dict[str, Any]:
-        import pandas as pd
-
         from airflow_mlops.steps import registry
+        from airflow_mlops.storage import read_parquet
 
         spec = self.spec
-        frame = pd.read_parquet(self.storage.path(self.candidate["training_set"]))
+        frame = read_parquet(self.storage, self.candidate["training_set"])
         sample = frame[spec.data.feature_names].tail(spec.training.infra_validation_rows)
         try:
             return registry.infra_validate(self.mlflow, self.candidate["model_uri"], sample)
@@ -374,6 +382,7 @@ class PromoteModelOperator(PipelineOperator):
     """Move ``champion`` to the validated challenger; the old champion keeps ``previous``."""
 
     template_fields = (*PipelineOperator.template_fields, "candidate", "decision")
+    operator_extra_links = (ChampionVersionLink(),)
 
     def __init__(self, *, candidate: Any, decision: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -408,7 +417,7 @@ class ScoreBatchOperator(DailyOperator):
         key = monitoring.predictions_key(spec, day)
         storage.write_parquet(key, scored)
         return {
-            "predictions": str(storage.path(key)),
+            "predictions": str(storage.location(key)),
             "rows": len(scored),
             "champion_version": str(champion.version),
             "mean_score": round(float(scored["score"].mean()), 4),
@@ -416,9 +425,11 @@ class ScoreBatchOperator(DailyOperator):
 
 
 class DetectDriftOperator(DailyOperator):
-    """Evidently drift report of the day's features against the champion's training data."""
+    """Drift of the day's features against the champion's training data (its profile, built once per
+    champion), with Evidently's HTML report of the same verdicts."""
 
     template_fields = (*DailyOperator.template_fields, "scoring")
+    operator_extra_links = (DriftReportLink(),)
 
     def __init__(self, *, scoring: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -427,29 +438,33 @@ class DetectDriftOperator(DailyOperator):
     def run(self, context: Context) -> dict[str, Any]:
         import json
 
-        import pandas as pd
-
         from airflow_mlops.steps import drift, features
-        from airflow_mlops.storage import partition, read_partition
+        from airflow_mlops.storage import partition, read_parquet, read_partition
 
         spec, storage, day = self.spec, self.storage, self.day
         version = self.scoring["champion_version"]
-        reference_path = (
-            self.mlflow.client().get_model_version(spec.registered_model_name, version).tags.get("training_set")
-        )
-        if not reference_path:
-            raise AirflowFailException(f"champion v{version} has no 'training_set' tag: no drift reference")
-        reference = pd.read_parquet(reference_path)
+        profile_key = f"{spec.monitoring.reports_path}/reference/version={version}"
+        profile = drift.ReferenceProfile.load(storage, profile_key)
+        if profile is None:  # first drift run of this champion: summarise its training set once
+            reference_path = (
+                self.mlflow.client().get_model_version(spec.registered_model_name, version).tags.get("training_set")
+            )
+            if not reference_path:
+                raise AirflowFailException(f"champion v{version} has no 'training_set' tag: no drift reference")
+            profile = drift.build_profile(read_parquet(storage, storage.key_of(reference_path)), spec.data)
+            profile.save(storage, profile_key)
         current = read_partition(storage, partition(features.offline_prefix(spec), day))
-        result, snapshot = drift.detect_drift(reference, current, spec.data, spec.monitoring.drift.max_drifted_share)
+        result = drift.compare(profile, current, spec.data, spec.monitoring.drift.max_drifted_share)
+        snapshot = drift.render_report(profile, current, result, spec.data)
         base = f"{partition(spec.monitoring.reports_path, day)}"
         storage.write_bytes(f"{base}/drift.html", snapshot.get_html_str(as_iframe=False).encode())
         storage.write_bytes(f"{base}/drift.json", json.dumps(result.to_dict(), indent=2).encode())
         summary = {
             **result.summary(),
             "champion_version": version,
-            "report": str(storage.path(f"{base}/drift.html")),
-            "report_json": str(storage.path(f"{base}/drift.json")),
+            "report": str(storage.location(f"{base}/drift.html")),
+            "report_key": f"{base}/drift.html",
+            "report_json": str(storage.location(f"{base}/drift.json")),
         }
         self.log.info("drift on %s: %s", self.ds, summary)
         return summary
@@ -472,7 +487,7 @@ class PerformanceReportOperator(DailyOperator):
             return None
         key = f"{partition(spec.monitoring.reports_path, day)}/performance.json"
         storage.write_bytes(key, json.dumps(metrics, indent=2).encode())
-        return {**metrics, "report": str(storage.path(key))}
+        return {**metrics, "report": str(storage.location(key))}
 
 
 class RetrainDecisionOperator(DailyOperator, BaseBranchOperator):

@@ -33,11 +33,13 @@ class FeastTarget:
     config: dict[str, Any]
 
     def store(self) -> Any:
+        """The store; unless configured otherwise, materialisation uses our fast online writer."""
         from feast import FeatureStore, RepoConfig
 
-        return FeatureStore(
-            config=RepoConfig(**{"provider": "local", "entity_key_serialization_version": 3, **self.config})
-        )
+        from airflow_mlops.steps.online_writer import ENGINE_TYPE
+
+        defaults = {"provider": "local", "entity_key_serialization_version": 3, "batch_engine": {"type": ENGINE_TYPE}}
+        return FeatureStore(config=RepoConfig(**{**defaults, **self.config}))
 
 
 def definitions(spec: PipelineSpec, storage: Storage) -> list[Any]:
@@ -50,7 +52,7 @@ def definitions(spec: PipelineSpec, storage: Storage) -> list[Any]:
     entity = Entity(name=spec.data.entity_key, join_keys=[spec.data.entity_key], value_type=ValueType.INT64)
     source = FileSource(
         name=f"{spec.name}_{spec.features.feature_view}_source",
-        path=str(storage.path(offline_prefix(spec))),
+        path=storage.location(offline_prefix(spec)),
         file_format=ParquetFormat(),
         timestamp_field=spec.data.timestamp_column,
     )
@@ -113,7 +115,8 @@ def training_entities(storage: Storage, spec: PipelineSpec, as_of: date) -> pd.D
         if storage.files(key, ".parquet"):
             frames.append(read_partition(storage, key))
     if not frames:
-        raise DataError(f"no label partitions under {storage.path(spec.data.labels_path)} between {first} and {as_of}")
+        where = storage.location(spec.data.labels_path)
+        raise DataError(f"no label partitions under {where} between {first} and {as_of}")
     labels = pd.concat(frames, ignore_index=True)
     missing = {spec.data.entity_key, spec.data.timestamp_column, spec.data.label_column} - set(labels.columns)
     if missing:

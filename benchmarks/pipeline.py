@@ -1,0 +1,170 @@
+"""The whole training pipeline on about 1M rows: the ``churn_training`` DAG through Airflow's scheduler
+on the embedded stack, against the same steps run back to back in one plain Python process.
+
+    python benchmarks/pipeline.py --customers 48000     # 21-day window x 48k labels = 1M rows
+
+Both sides start from the same lake (offline features of every day, Feast definitions applied) and
+register into MLflow stores of their own. Airflow's time is its DAG run's, from queued to finished
+(scheduling, one process per task, XComs and the training set going through the lake included);
+the plain run's is the steps' own, with the training set handed over in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Row, measure, report, shape, table
+
+from airflow_mlops.demo import SPEC, environment
+from airflow_mlops.embedded import PROJECT_ROOT, embedded_env
+from airflow_mlops.spec import load_spec
+
+API_PORT = 18970
+
+
+def prepare(home: Path, customers: int) -> date:
+    """Land raw data and labels, publish every day's offline features, apply the Feast definitions.
+    Returns the ``as_of`` date whose training window is full."""
+    sys.path.insert(0, str(PROJECT_ROOT / "include" / "demo"))
+    import churn_data
+
+    from airflow_mlops import connections
+    from airflow_mlops.steps import features as feature_steps
+    from airflow_mlops.storage import partition, read_partition
+
+    spec = load_spec(SPEC)
+    days = spec.training.window_days + churn_data.Scenario.label_delay_days + 1
+    scenario = churn_data.Scenario(
+        start=spec.start_date, days=days, customers=customers, corrupt_day=None,
+        covariate_shift_day=days, concept_shift_day=days,
+    )  # fmt: skip
+    with environment(embedded_env(home, api_port=API_PORT)):
+        lake = connections.open_lake()
+        root = Path(lake.uri.removeprefix("file://"))
+        churn_data.write(scenario, root)
+        for index in range(days):
+            day = scenario.day(index)
+            feature_steps.write_offline(lake, spec, day, read_partition(lake, partition(spec.data.raw_path, day)))
+        feature_steps.apply(feature_steps.FeastTarget(connections.feast_settings()).store(), spec, lake)
+    return scenario.day(days - 1)
+
+
+def plain(home: Path, as_of: date) -> None:
+    """The DAG's steps in order, in this process, against a separate MLflow store."""
+    with report() as out:
+        from airflow_mlops import connections
+        from airflow_mlops.steps import features as feature_steps
+        from airflow_mlops.steps import registry
+        from airflow_mlops.steps import training as training_steps
+        from airflow_mlops.steps.validation import validate_frame
+
+        spec = load_spec(SPEC)
+        with environment(embedded_env(home, api_port=API_PORT)):
+            lake = connections.open_lake()
+            store = feature_steps.FeastTarget(connections.feast_settings()).store()
+        target = registry.MlflowTarget(
+            tracking_uri=f"sqlite:///{home / 'plain-mlflow.db'}", artifact_location=(home / "plain-artifacts").as_uri()
+        )
+        frame = feature_steps.point_in_time_training_set(
+            store, spec, feature_steps.training_entities(lake, spec, as_of)
+        )
+        lake.write_parquet(f"training_sets/plain/as_of={as_of}/training_set.parquet", frame)
+        checked = validate_frame(frame, spec.training.training_suite, spec.data.features, source="training set")
+        if not checked.passed:
+            raise SystemExit(f"training set failed validation: {checked.summary()}")
+        split = training_steps.time_split(frame, spec.data.timestamp_column, spec.training.holdout_days)
+        model = training_steps.fit(spec.training.model, spec.data, split.train)
+        metrics = training_steps.evaluate(model, split.holdout, spec.data)
+        candidate = registry.log_and_register(
+            target,
+            experiment=spec.name,
+            model_name=spec.registered_model_name,
+            model=model,
+            metrics=metrics,
+            params={"trainer": spec.training.model.trainer, **spec.training.model.params},
+            tags={"run_name": f"plain-{as_of}"},
+            training_key=f"{as_of}:{registry.fingerprint(frame)}:{spec.training.model.trainer}",
+            input_example=split.holdout[spec.data.feature_names].head(5),
+            artifacts={"validation/training_set.json": checked.summary()},
+        )
+        decision = registry.gate(spec.training.thresholds, candidate.metrics, None)
+        if not decision.promote:
+            raise SystemExit(f"plain run's candidate was rejected: {decision.summary()}")
+        sample = frame[spec.data.feature_names].tail(spec.training.infra_validation_rows)
+        registry.infra_validate(target, candidate.model_uri, sample)
+        registry.promote(target, spec.registered_model_name, candidate.version, "benchmark")
+        out.update(rows=len(frame), metrics=candidate.metrics)
+
+
+def through_airflow(home: Path, as_of: date) -> dict[str, Any]:
+    """Trigger ``churn_training`` for ``as_of`` on the embedded stack; its run's duration and metrics."""
+    from airflow_mlops import connections
+    from airflow_mlops.stack import running_stack, wait_for, wait_for_runs
+    from airflow_mlops.steps import registry
+
+    spec = load_spec(SPEC)
+    dag_id = spec.dag_id("training")
+    env = {**embedded_env(home, api_port=API_PORT), "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
+    with environment(env), running_stack(env, home) as api:
+        wait_for(lambda: dag_id in api.dag_ids(), "the DAGs to be parsed", timeout=300)
+        api.unpause(dag_id)
+        api.trigger(dag_id, f"{as_of}T00:00:00Z", {"as_of": as_of.isoformat(), "reason": "benchmark"})
+        (run,) = wait_for_runs(api, dag_id, 1, timeout=3600, progress=lambda line: None)
+        if run["state"] != "success":
+            raise RuntimeError(f"{dag_id} run {run['dag_run_id']} ended {run['state']}; logs under {home}/logs")
+        target = registry.MlflowTarget(**connections.mlflow_settings())  # type: ignore[arg-type]
+        champion = registry.champion_version(target, spec.registered_model_name)
+        if champion is None:
+            raise RuntimeError(f"{dag_id} succeeded but promoted no champion")
+        metrics = target.client().get_run(champion.run_id).data.metrics
+        params = target.client().get_run(champion.run_id).data.params
+    seconds = (_moment(run["end_date"]) - _moment(run["queued_at"])).total_seconds()
+    return {
+        "seconds": seconds,
+        "rows": int(params["train_rows"]) + int(params["holdout_rows"]),
+        "metrics": {k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_")},
+    }
+
+
+def _moment(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def run(customers: int) -> list[Row]:
+    home = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    try:
+        as_of = prepare(home, customers)
+        base = measure(Path(__file__), "plain", str(home), as_of.isoformat())
+        ours = through_airflow(home, as_of)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    auc, base_auc = ours["metrics"]["roc_auc"], base["metrics"]["roc_auc"]
+    same = "same" if ours["rows"] == base["rows"] and abs(auc - base_auc) < 1e-9 else "DIFFERENT"
+    return [
+        Row("training pipeline: Airflow vs plain Python", shape(ours["rows"], 9), ours["seconds"],
+            None, base["seconds"], base["peak_mb"],
+            f"{same} model: {ours['rows']} rows, holdout AUC {auc:.4f} vs {base_auc:.4f}"),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "plain":
+        plain(Path(sys.argv[2]), date.fromisoformat(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=48_000, help="rows per day (21-day window)")
+    args = parser.parse_args()
+    print(table(run(args.customers)))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    main()
