@@ -316,10 +316,13 @@ def open_storage(uri: str, aws_conn_id: str = AWS_CONN_ID) -> Storage:
 
 def read_parquet(storage: Storage, key: str) -> pd.DataFrame:
     """One parquet file; :class:`DataError` naming its location when it is missing or unreadable."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(io.BytesIO(storage.read_bytes(key)))
+        # A local file is memory-mapped; an object is fetched once and read without another copy.
+        source = storage.path(key) if isinstance(storage, LocalStorage) else pa.BufferReader(storage.read_bytes(key))
+        table = pq.read_table(source, memory_map=True)
         # Column by column, each Arrow buffer freed once converted: peak memory ~ one copy of the data.
         return table.to_pandas(split_blocks=True, self_destruct=True)
     except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
