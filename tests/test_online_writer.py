@@ -34,11 +34,11 @@ FEATURES = {
 T0 = datetime(2026, 1, 10, tzinfo=UTC)
 
 
-def offline_frame(entities: int = 240, seed: int = 7) -> pd.DataFrame:
-    """Several rows per entity at distinct times, with nulls, NaN, extremes and multi-byte strings."""
+def offline_frame(entities: int = 240, seed: int = 7, rows_per_entity: int = 3) -> pd.DataFrame:
+    """Rows of each entity at distinct times, with nulls, NaN, extremes and multi-byte strings."""
     rng = np.random.default_rng(seed)
-    rows = entities * 3
-    ids = np.tile(np.arange(entities, dtype=np.int64) * 7919 - 500, 3)
+    rows = entities * rows_per_entity
+    ids = np.tile(np.arange(entities, dtype=np.int64) * 7919 - 500, rows_per_entity)
     offsets = rng.integers(0, 5 * 86_400_000_000, rows)  # microseconds, so sub-second parts occur
     label_choices = np.array(["", "a", "é" * 70, "zürich", "x" * 200], dtype=object)
     frame = pd.DataFrame(
@@ -147,9 +147,10 @@ def equal_reads(left: dict[str, list[Any]], right: dict[str, list[Any]]) -> bool
     )
 
 
-@pytest.fixture
-def parquet(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
-    frame = offline_frame()
+@pytest.fixture(params=[3, 1], ids=["3 rows per entity", "1 row per entity"])
+def parquet(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Path, pd.DataFrame]:
+    """Duplicates go through the newest-row selection; a snapshot partition skips it."""
+    frame = offline_frame(rows_per_entity=request.param)
     path = tmp_path / "events.parquet"
     frame.to_parquet(path, index=False)
     return path, frame
@@ -332,3 +333,71 @@ def test_redis_keeps_newer_values_already_stored(tmp_path, parquet, redis_db):
             assert fields == before[key], "an older window overwrote a newer stored value"
         else:
             assert fields[ts_field]
+
+
+class SocketConnection:
+    """The part of a redis-py connection the writer reads from: its socket."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+
+@pytest.fixture
+def reply_socket():
+    import socket
+
+    ours, redis_side = socket.socketpair()
+    yield SocketConnection(ours), redis_side
+    ours.close()
+    redis_side.close()
+
+
+def test_write_acknowledgements_are_counted_across_reads(reply_socket):
+    connection, redis_side = reply_socket
+    acknowledgements = online_writer.Acknowledgements(connection)
+    acknowledgements.due = 3
+    redis_side.sendall(b":11\r\n:1")
+    acknowledgements.drain(wait=False)
+    assert acknowledgements.due == 2
+    redis_side.sendall(b"1\r\n:0\r\n")
+    acknowledgements.drain(wait=True)
+    assert acknowledgements.due == 0
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one read", "error at the start of a read"])
+def test_a_rejected_write_raises_with_redis_message(reply_socket, split):
+    connection, redis_side = reply_socket
+    acknowledgements = online_writer.Acknowledgements(connection)
+    acknowledgements.due = 3
+    redis_side.sendall(b":11\r\n")
+    if split:
+        acknowledgements.drain(wait=False)
+        assert acknowledgements.due == 2
+    redis_side.sendall(b"-WRONGTYPE Operation against a key\r\n:1\r\n")
+    with pytest.raises(RuntimeError, match=r"Redis rejected a write: WRONGTYPE Operation against a key$"):
+        acknowledgements.drain(wait=True)
+
+
+def test_lookup_replies_are_parsed_as_one_list(reply_socket):
+    connection, redis_side = reply_socket
+    redis_side.sendall(b"$-1\r\n$3\r\n\r\n\n\r\n$0\r\n\r\n")
+    assert online_writer.read_replies(connection, 3) == [None, b"\r\n\n", b""]
+    redis_side.sendall(b"$-1\r\n-ERR no\r\n")
+    with pytest.raises(RuntimeError, match="Redis rejected 1 of 2 commands, the first with: ERR no"):
+        online_writer.read_replies(connection, 2)
+
+
+def test_a_key_of_another_type_fails_the_materialisation_with_redis_error(tmp_path, parquet, redis_db):
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    path, frame = parquet
+    start, end = windows()[0]
+    entity = int(frame.loc[frame["event_timestamp"] >= start, "entity_id"].iloc[0])
+    key = EntityKey(join_keys=["entity_id"], entity_values=[Value(int64_val=entity)])
+    redis_db.set(serialize_entity_key(key, 3) + b"writer_test", b"not a hash")
+    online = {"type": "redis", "connection_string": f"{REDIS_URL},db={REDIS_DB}"}
+    store = feast_store(tmp_path, online, path, fast=True)
+    with pytest.raises(RuntimeError, match="WRONGTYPE"):
+        store.materialize(start_date=start, end_date=end, feature_views=["events_view"])

@@ -11,8 +11,11 @@ serialised column-wise into exactly the bytes Feast writes, and rows go out in c
 * SQLite: one transaction, primary-key order, Feast's upsert with one multi-row VALUES per 16
   entities so that each entity's key and timestamps are bound once. SQLite's own B-tree work is
   now most of the cost, and it is single-writer: a helper thread made it slower (GIL hand-offs).
-* Redis: raw RESP pipelines on two connections at once, replies parsed by hiredis; Feast's check
-  that an older row never overwrites a newer ``_ts`` is kept (HMGET first, HSET only if newer).
+* Redis: two connections. One looks up the stored ``_ts`` of a chunk's keys (Feast's check that
+  an older row never overwrites a newer one), while the other streams the previous chunk's HSETs,
+  so the single-threaded server always has work queued and is the bottleneck, not us. Commands
+  are pre-encoded RESP; lookup replies are parsed by hiredis in one call per chunk, and write
+  replies are only counted.
 
 Select it with ``batch_engine: {"type": ENGINE_TYPE}`` in the ``RepoConfig``. Anything the fast
 path does not reproduce byte for byte falls back to Feast's own local engine (logged with the
@@ -34,7 +37,6 @@ import sqlite3
 import struct
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -98,14 +100,15 @@ class FastOnlineWriteEngineConfig(FeastConfigBaseModel):
     type: Literal["airflow_mlops.steps.online_writer.FastOnlineWriteEngine"] = (
         "airflow_mlops.steps.online_writer.FastOnlineWriteEngine"
     )
-    chunk_rows: int = 20_000
-    """Entity rows serialised and written per chunk: bounds memory, not transactions."""
+    chunk_rows: int = 5_000
+    """Entity rows serialised and written per chunk: bounds memory (not transactions), and is small
+    enough that Redis lookups and writes overlap."""
 
 
 class FastOnlineWriteEngine(LocalComputeEngine):
     """Feast's local engine with a vectorised, chunked write into SQLite and Redis online stores."""
 
-    def __init__(self, *, chunk_rows: int = 20_000, **kwargs: Any) -> None:
+    def __init__(self, *, chunk_rows: int = 5_000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if chunk_rows < 1:
             raise ValueError(f"batch_engine chunk_rows must be positive, got {chunk_rows}")
@@ -129,7 +132,13 @@ class FastOnlineWriteEngine(LocalComputeEngine):
             return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
         try:
             started = time.perf_counter()
-            rows = latest_rows(table, task.feature_view, columns, self.repo_config.entity_key_serialization_version)
+            rows = latest_rows(
+                table,
+                task.feature_view,
+                columns,
+                self.repo_config.entity_key_serialization_version,
+                key_order=store_kind(self.repo_config) == "sqlite",
+            )
             del table
             write_online(self.repo_config, context, task.feature_view, rows, self.chunk_rows)
             log.info(
@@ -221,7 +230,7 @@ def join_key_types(view: FeatureView) -> dict[str, ValueType]:
 
 @dataclass
 class LatestRows:
-    """The row Feast would write per entity, in entity-key order; serialised chunk by chunk."""
+    """The row Feast would write per entity; serialised chunk by chunk."""
 
     entity_keys: pa.BinaryArray
     features: dict[str, pa.Array]
@@ -239,44 +248,49 @@ class LatestRows:
         return serialize_values(self.features[name].slice(start, size), self.dtypes[name])
 
 
-def latest_rows(table: pa.Table, view: FeatureView, columns: ColumnInfo, key_version: int) -> LatestRows:
-    """Keep the newest row per entity (event, then created timestamp), as Feast's dedup node does."""
+def latest_rows(
+    table: pa.Table, view: FeatureView, columns: ColumnInfo, key_version: int, *, key_order: bool
+) -> LatestRows:
+    """Keep the newest row per entity (event, then created timestamp), as Feast's dedup node does.
+
+    With ``key_order`` the rows come in serialised-entity-key order (SQLite then appends to its
+    primary key, never splits); otherwise in the offline store's order, so that a partition with
+    one row per entity, the common case, is used as it is: no sort and no gather.
+    """
     join_keys = list(join_key_types(view))
+    for name in join_keys:
+        if nulls := table.column(name).null_count:
+            raise ValueError(f"join key column {name!r} has {nulls} nulls; Feast cannot key them either")
+    entity_keys = serialize_entity_keys(table.select(join_keys), view, key_version)
     event = epoch_micros(table.column(columns.timestamp_column))
     created_name = columns.created_timestamp_column
     created = epoch_micros(table.column(created_name)) if created_name else None
-    group_codes = [group_code(table.column(name), name) for name in join_keys]
-    sort_keys = ([-created] if created is not None else []) + [-event, *reversed(group_codes)]
-    order = np.lexsort(sort_keys)  # stable: equal rows keep the offline store's order
-    starts_group = np.ones(len(order), dtype=bool)
-    same_as_previous = np.ones(max(len(order) - 1, 0), dtype=bool)
-    for codes in group_codes:
-        ordered = codes[order]
-        same_as_previous &= ordered[1:] == ordered[:-1]
-    starts_group[1:] = ~same_as_previous
-    latest = order[starts_group]
-    entity_keys = serialize_entity_keys(table.select(join_keys).take(pa.array(latest)), view, key_version)
-    by_key = pc.sort_indices(entity_keys)  # primary-key order: SQLite appends, never splits
-    chosen = pa.array(latest[by_key.to_numpy()])
+    encoded = pc.dictionary_encode(entity_keys)
+    chosen: np.ndarray | None = None
+    if len(encoded.dictionary) < len(entity_keys):
+        codes = encoded.indices.to_numpy()
+        order = np.lexsort(([-created] if created is not None else []) + [-event, codes])  # stable: ties keep
+        starts_entity = np.ones(len(order), dtype=bool)  # the offline store's order
+        starts_entity[1:] = codes[order][1:] != codes[order][:-1]
+        chosen = np.sort(order[starts_entity])
+    if key_order:
+        kept = entity_keys if chosen is None else entity_keys.take(chosen)
+        by_key = pc.sort_indices(kept).to_numpy()
+        chosen = by_key if chosen is None else chosen[by_key]
+
+    def pick(values: Any) -> Any:
+        return values if chosen is None else values.take(chosen)
+
     return LatestRows(
-        entity_keys=entity_keys.take(by_key),
+        entity_keys=pick(entity_keys),
         features={
-            field.name: typed_values(table.column(field.name).take(chosen), ENCODINGS[field.dtype].arrow_type)
+            field.name: typed_values(pick(table.column(field.name)), ENCODINGS[field.dtype].arrow_type)
             for field in view.features
         },
         dtypes={field.name: field.dtype for field in view.features},
-        event_micros=event[chosen.to_numpy()],
-        created_micros=created[chosen.to_numpy()] if created is not None else None,
+        event_micros=pick(event),
+        created_micros=pick(created) if created is not None else None,
     )
-
-
-def group_code(column: pa.ChunkedArray, name: str) -> np.ndarray:
-    """An integer per row that is equal exactly when the join-key values are equal."""
-    if column.null_count:
-        raise ValueError(f"join key column {name!r} has {column.null_count} nulls; Feast cannot key them either")
-    if pa.types.is_integer(column.type):
-        return column.to_numpy().astype(np.int64)
-    return pc.dictionary_encode(column.combine_chunks()).indices.to_numpy().astype(np.int64)
 
 
 def epoch_micros(column: pa.ChunkedArray) -> np.ndarray:
@@ -510,15 +524,6 @@ def write_sqlite(config: RepoConfig, view: FeatureView, rows: LatestRows, chunk:
 # ---- Redis -------------------------------------------------------------------------------------
 
 
-def resp_length(values: pa.Array) -> pa.Array:
-    """The decimal length of each bulk string, as bytes."""
-    return pc.binary_length(values).cast(pa.string()).cast(pa.binary())
-
-
-def resp_constant(*parts: bytes) -> bytes:
-    return b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
-
-
 def timestamp_protos(micros: np.ndarray) -> tuple[pa.BinaryArray, np.ndarray]:
     """``Timestamp.FromDatetime(...).SerializeToString()`` and total nanoseconds, per row."""
     seconds, micro = np.divmod(micros, 1_000_000)
@@ -541,39 +546,68 @@ def stored_nanos(previous: list[Any]) -> np.ndarray:
     return np.array([decoded.get(raw, 0) if raw else 0 for raw in previous], dtype=np.int64)
 
 
-def send_commands(connection: Any, commands: pa.BinaryArray, replies_each: int = 1) -> list[Any]:
-    """Send pre-encoded RESP commands in one write; parse all replies with hiredis in C.
+def send_commands(connection: Any, commands: pa.BinaryArray) -> None:
+    """Send pre-encoded RESP commands in one write, on redis-py's connection (auth, db, TLS)."""
+    if len(commands):
+        first = commands.offset
+        offsets = np.frombuffer(commands.buffers()[1], dtype=np.int32)[first : first + len(commands) + 1]
+        data = commands.buffers()[2].slice(offsets[0], offsets[-1] - offsets[0])
+        connection.send_packed_command([memoryview(data)])
 
-    redis-py's per-reply ``read_response`` costs more than building the commands; we use its
-    connection (auth, db, TLS) and read its socket directly. An error reply raises, and the caller
-    then drops the connection.
+
+def read_replies(connection: Any, count: int) -> list[Any]:
+    """Exactly ``count`` replies, with nothing else in flight on the connection.
+
+    A synthetic array header in front of them makes hiredis build the whole list in one C call:
+    per-reply ``gets`` (or redis-py's ``read_response``) costs more than building the commands.
     """
     import hiredis
 
-    expected = len(commands) * replies_each
-    if expected == 0:
-        return []
-    first = commands.offset
-    offsets = np.frombuffer(commands.buffers()[1], dtype=np.int32)[first : first + len(commands) + 1]
-    connection.send_packed_command([memoryview(commands.buffers()[2].slice(offsets[0], offsets[-1] - offsets[0]))])
     reader = hiredis.Reader()
-    replies: list[Any] = []
-    while len(replies) < expected:
+    reader.feed(b"*%d\r\n" % count)
+    replies = reader.gets()
+    while replies is False:
         data = connection._sock.recv(1 << 20)
         if not data:
-            raise ConnectionError(f"Redis closed the connection after {len(replies)} of {expected} replies")
+            raise ConnectionError(f"Redis closed the connection with replies to {count} commands due")
         reader.feed(data)
-        reply = reader.gets()
-        while reply is not False:
-            replies.append(reply)
-            reply = reader.gets()
+        replies = reader.gets()
     errors = [reply for reply in replies if isinstance(reply, hiredis.ReplyError)]
     if errors:
-        raise RuntimeError(f"Redis rejected {len(errors)} of {expected} commands, the first with: {errors[0]}")
-    return replies
+        raise RuntimeError(f"Redis rejected {len(errors)} of {count} commands, the first with: {errors[0]}")
+    return list(replies)
 
 
-REDIS_WRITERS = 2
+class Acknowledgements:
+    """Counts the replies to HSET and EXPIRE without parsing them.
+
+    Redis answers each with one line, an integer (``:n``) or an error (``-...``), so counting
+    newlines is exact. ``drain(wait=False)`` takes only what has arrived, so that replies never
+    pile up in Redis while we keep sending.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.due = 0
+        self.line_start = True
+
+    def drain(self, *, wait: bool) -> None:
+        import select
+
+        sock = self.connection._sock
+        while self.due > 0 and (wait or select.select([sock], [], [], 0)[0]):
+            data = sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError(f"Redis closed the connection with {self.due} write replies due")
+            lines = (b"\n" if self.line_start else b"") + data
+            error = lines.find(b"\n-")
+            if error >= 0:
+                line = lines[error + 2 :].split(b"\r\n", 1)[0].decode(errors="replace")
+                raise RuntimeError(f"Redis rejected a write: {line}")
+            self.due -= data.count(b"\n")
+            self.line_start = data.endswith(b"\n")
+        if self.due < 0:
+            raise RuntimeError(f"Redis sent {-self.due} more write replies than commands were sent")
 
 
 @dataclass(frozen=True)
@@ -588,9 +622,8 @@ class RedisLayout:
 
 
 def write_redis(config: RepoConfig, context: ExecutionContext, view: FeatureView, rows: LatestRows, chunk: int) -> None:
-    """Chunks go out on ``REDIS_WRITERS`` connections at once: one thread builds or parses while
-    the other waits on Redis (sockets and Arrow kernels release the GIL). Each entity is in one
-    chunk only, so the per-entity timestamp check is unaffected.
+    """Feast's Redis write: look up every key's stored ``_ts``, then HSET (and EXPIRE) only the
+    rows strictly newer than it or with none stored, as Feast does per batch.
     """
     from feast.infra.online_stores.redis import RedisOnlineStore
 
@@ -605,37 +638,65 @@ def write_redis(config: RepoConfig, context: ExecutionContext, view: FeatureView
         fields=[(_mmh3(f"{name}:{field.name}"), field.name) for field in view.features],
         ttl=online.key_ttl_seconds,
     )
+    keys = pc.binary_join_element_wise(rows.entity_keys, layout.project, b"")
+    stamps, new_nanos = timestamp_protos(rows.event_micros)
+    lookups, writes = pool.get_connection(), pool.get_connection()
+    try:
+        acknowledgements = Acknowledgements(writes)
+        send_commands(lookups, hget_commands(layout, keys.slice(0, chunk)))
+        for start in range(0, rows.count, chunk):
+            commands = hset_commands(layout, rows, keys, stamps, start, chunk)  # while Redis looks up
+            seen = stored_nanos(read_replies(lookups, len(commands)))
+            # The next chunk's lookups go out before this chunk's writes, so Redis always has both
+            # queued; each entity is in one chunk only, so its check still precedes its write.
+            send_commands(lookups, hget_commands(layout, keys.slice(start + chunk, chunk)))
+            newer = commands.filter(pa.array(~((seen != 0) & (new_nanos[start : start + chunk] <= seen))))
+            acknowledgements.due += len(newer) * (2 if layout.ttl else 1)
+            send_commands(writes, newer)
+            acknowledgements.drain(wait=False)
+        acknowledgements.drain(wait=True)
+    except BaseException:
+        lookups.disconnect()  # unread replies would corrupt the next command on them
+        writes.disconnect()
+        raise
+    finally:
+        pool.release(lookups)
+        pool.release(writes)
 
-    def write_chunk(start: int) -> None:
-        connection = pool.get_connection()
-        try:
-            write_redis_chunk(connection, layout, rows, start, min(chunk, rows.count - start))
-        except BaseException:
-            connection.disconnect()  # unread replies would corrupt the next command on it
-            raise
-        finally:
-            pool.release(connection)
 
-    with ThreadPoolExecutor(max_workers=REDIS_WRITERS) as writers:
-        list(writers.map(write_chunk, range(0, rows.count, chunk)))  # re-raises the first failure
+def resp(*pieces: bytes | pa.Array) -> pa.BinaryArray:
+    """One RESP command per row: ``bytes`` pieces go as they are, arrays as bulk strings.
+
+    Adjacent constants are merged first, as ``binary_join_element_wise`` costs per piece.
+    """
+    merged: list[Any] = [b""]
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            merged[-1] += piece
+        else:
+            merged[-1] += b"$"
+            merged += [pc.binary_length(piece).cast(pa.string()).cast(pa.binary()), b"\r\n", piece, b"\r\n"]
+    return pc.binary_join_element_wise(*merged, b"")
 
 
-def write_redis_chunk(connection: Any, layout: RedisLayout, rows: LatestRows, start: int, size: int) -> None:
-    """HMGET the stored ``_ts``, then HSET (and EXPIRE) only rows strictly newer or with none stored."""
-    keys = pc.binary_join_element_wise(rows.entity_keys.slice(start, size), layout.project, b"")
-    key_bulk = [resp_length(keys), b"\r\n", keys, b"\r\n"]
-    hmget = [b"*3\r\n" + resp_constant(b"HMGET") + b"$", *key_bulk, resp_constant(layout.ts_field)]
-    previous = send_commands(connection, pc.binary_join_element_wise(*hmget, b""))
-    stamps, new_nanos = timestamp_protos(rows.event_micros[start : start + size])
-    seen = stored_nanos([reply[0] for reply in previous])
-    newer = pa.array(~((seen != 0) & (new_nanos <= seen)))
-    head = b"*%d\r\n" % (2 + 2 * (len(layout.fields) + 1)) + resp_constant(b"HSET") + b"$"
-    pieces: list[Any] = [head, *key_bulk, resp_constant(layout.ts_field) + b"$", resp_length(stamps), b"\r\n"]
-    pieces += [stamps, b"\r\n"]
+def resp_constant(*parts: bytes) -> bytes:
+    return b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
+
+
+def hget_commands(layout: RedisLayout, keys: pa.BinaryArray) -> pa.BinaryArray:
+    """``HGET key _ts:<view>``: Feast asks with HMGET; one bulk reply per key is cheaper to parse."""
+    return resp(b"*3\r\n" + resp_constant(b"HGET"), keys, resp_constant(layout.ts_field))
+
+
+def hset_commands(
+    layout: RedisLayout, rows: LatestRows, keys: pa.BinaryArray, stamps: pa.BinaryArray, start: int, size: int
+) -> pa.BinaryArray:
+    """Feast's ``HSET key _ts:<view> <Timestamp> <mmh3 field> <ValueProto> ...`` (+ ``EXPIRE``) per row."""
+    key = keys.slice(start, size)
+    pieces: list[Any] = [b"*%d\r\n" % (2 + 2 * (len(layout.fields) + 1)) + resp_constant(b"HSET"), key]
+    pieces += [resp_constant(layout.ts_field), stamps.slice(start, size)]
     for field_hash, feature in layout.fields:
-        value = rows.values(feature, start, size)
-        pieces += [resp_constant(field_hash) + b"$", resp_length(value), b"\r\n", value, b"\r\n"]
+        pieces += [resp_constant(field_hash), rows.values(feature, start, size)]
     if layout.ttl:
-        pieces += [b"*3\r\n" + resp_constant(b"EXPIRE") + b"$", *key_bulk, resp_constant(str(layout.ttl).encode())]
-    commands = pc.binary_join_element_wise(*pieces, b"").filter(newer)
-    send_commands(connection, commands, replies_each=2 if layout.ttl else 1)
+        pieces += [b"*3\r\n" + resp_constant(b"EXPIRE"), key, resp_constant(str(layout.ttl).encode())]
+    return resp(*pieces)
