@@ -552,7 +552,8 @@ def send_commands(connection: Any, commands: pa.BinaryArray) -> None:
         first = commands.offset
         offsets = np.frombuffer(commands.buffers()[1], dtype=np.int32)[first : first + len(commands) + 1]
         data = commands.buffers()[2].slice(offsets[0], offsets[-1] - offsets[0])
-        connection.send_packed_command([memoryview(data)])
+        # No health-check PING: its reply would be read among the replies still in flight.
+        connection.send_packed_command([memoryview(data)], check_health=False)
 
 
 def read_replies(connection: Any, count: int) -> list[Any]:
