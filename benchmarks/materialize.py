@@ -4,7 +4,8 @@
 
 One offline parquet (one row per entity, int64/float64/string features with 1 % nulls, like the
 churn spec) is generated once; each side then materialises it in its own fresh subprocess, so its
-peak RSS (``ru_maxrss`` of that child) is its own. Time is the ``materialize`` call alone. Agreement
+peak RSS (``ru_maxrss`` of that child) is its own. Time is the ``materialize`` call alone, after an
+untimed one on an empty window that pays Feast's lazy imports, as a worker has already. Agreement
 compares, for up to 1000 sampled entities, both what ``get_online_features`` returns and the raw
 online-store contents (SQLite rows, Redis hashes). Redis runs against 127.0.0.1:6379 db 14, which
 is flushed before each side.

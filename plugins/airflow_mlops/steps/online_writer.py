@@ -576,7 +576,7 @@ def read_replies(connection: Any, count: int) -> list[Any]:
     errors = [reply for reply in replies if isinstance(reply, hiredis.ReplyError)]
     if errors:
         raise RuntimeError(f"Redis rejected {len(errors)} of {count} commands, the first with: {errors[0]}")
-    return list(replies)
+    return replies
 
 
 class Acknowledgements:
