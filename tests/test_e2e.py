@@ -5,6 +5,7 @@ headless Chromium. The scenario runs once for the module (it takes minutes)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import urllib.error
 import urllib.request
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.e2e
 PLAN = Plan(days=16, customers=400, first_training_day=10, corrupt_day=4)
 DEMO_PORT, UI_PORT = 18090, 18100
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = ROOT / "docs" / "ui-monitoring.png"
+DOCS_SCREENSHOT = ROOT / "docs" / "ui-monitoring.png"  # refreshed with UPDATE_DOCS_SCREENSHOT=1
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,8 @@ def test_monitoring_page_in_a_browser(ui: Api, scenario: Scenario, tmp_path: Pat
         expect(page.get_by_text(f"Champion: v{champion}")).to_be_visible()
         expect(page.locator("svg polyline")).to_have_count(1)
         expect(page.locator("tr.champion")).to_have_count(1)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        screenshot = DOCS_SCREENSHOT if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1" else tmp_path / "monitoring.png"
+        page.screenshot(path=str(screenshot), full_page=True)
 
         page.get_by_role("link", name="drift report").first.click()
         page.wait_for_url("**/mlops/reports/reports/churn/**/drift.html")

@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow_mlops.spec import PipelineSpec
 from airflow_mlops.steps.registry import MlflowTarget
-from airflow_mlops.storage import Storage
+from airflow_mlops.storage import Storage, partition_day
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,12 @@ def versions(target: MlflowTarget, spec: PipelineSpec) -> list[Version]:
     return sorted(found, key=lambda v: int(v.version))
 
 
-def days(storage: Storage, spec: PipelineSpec, target: MlflowTarget) -> list[Day]:
-    """One row per monitored day, in date order."""
-    known = versions(target, spec)
+def days(storage: Storage, spec: PipelineSpec, known: list[Version]) -> list[Day]:
+    """One row per monitored day, in date order; ``known`` is ``versions()``, read once by the caller."""
     promoted = [v for v in known if v.decision == "promoted"]
     rows = []
     for key in storage.files(spec.monitoring.reports_path, "decision.json"):
-        ds = key.split("date=")[1].split("/")[0]
+        ds = partition_day(key)
         decision: dict[str, Any] = json.loads(storage.read_bytes(key))
         performance = (decision.get("performance") or {}).get(spec.training.primary_metric)
         champions = [v.version for v in promoted if v.as_of <= ds]

@@ -36,11 +36,16 @@ def mlflow_server(tracking_uri: str) -> str | None:
     return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else None
 
 
+def version_anchor(pipeline: str, version: str) -> str:
+    """The id of a model version's row on the pipeline page, which links point at."""
+    return f"{pipeline}-v{version}"
+
+
 def model_version_url(tracking_uri: str, pipeline: str, model: str, version: str) -> str:
     server = mlflow_server(tracking_uri)
     if server:
         return f"{server}/#/models/{quote(model, safe='')}/versions/{quote(version, safe='')}"
-    return ui_url(f"/pipelines/{quote(pipeline, safe='')}") + f"#{quote(pipeline, safe='')}-v{quote(version, safe='')}"
+    return ui_url(f"/pipelines/{quote(pipeline, safe='')}") + "#" + quote(version_anchor(pipeline, version), safe="")
 
 
 class RecordedLink(BaseOperatorLink):

@@ -36,6 +36,11 @@ def partition(prefix: str, ds: date | str) -> str:
     return f"{prefix.rstrip('/')}/date={day}"
 
 
+def partition_day(key: str) -> str:
+    """The ``YYYY-MM-DD`` of the daily partition a key lies in (the inverse of ``partition``)."""
+    return key.split("date=")[1].split("/")[0]
+
+
 class Storage(ABC):
     """What the pipelines need from a data lake. Keys are ``/``-separated and relative to the root;
     a key names a file, or a folder when files exist below it."""

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from airflow_mlops.spec import PipelineSpec
-from airflow_mlops.storage import DataError, Storage, partition, read_partition
+from airflow_mlops.storage import DataError, Storage, partition, partition_day, read_partition
 
 
 def offline_prefix(spec: PipelineSpec) -> str:
@@ -95,9 +95,14 @@ def materialize_window(spec: PipelineSpec, ds: date, newest: date) -> tuple[date
     return start, datetime.combine(max(ds, newest) + timedelta(days=1), datetime.min.time(), UTC)
 
 
+def offline_days(storage: Storage, spec: PipelineSpec) -> list[str]:
+    """The days that have an offline partition, in order."""
+    return sorted({partition_day(key) for key in storage.files(offline_prefix(spec), ".parquet")})
+
+
 def newest_partition(storage: Storage, spec: PipelineSpec) -> date | None:
-    days = {key.split("date=")[1].split("/")[0] for key in storage.files(offline_prefix(spec), ".parquet")}
-    return date.fromisoformat(max(days)) if days else None
+    days = offline_days(storage, spec)
+    return date.fromisoformat(days[-1]) if days else None
 
 
 def materialize(store: Any, storage: Storage, spec: PipelineSpec, ds: date) -> dict[str, Any]:

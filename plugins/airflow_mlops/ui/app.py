@@ -168,12 +168,13 @@ def feature_view(
     name: str, view: str, request: Request, found: Pipelines, storage: Lake, start: str = "", end: str = ""
 ) -> str:
     """The pipeline's Feast feature view as the registry holds it, and the window a task materialised."""
-    from airflow_mlops.steps.features import FeastTarget, offline_prefix
+    from airflow_mlops.steps.features import FeastTarget, offline_days
 
     spec = loaded(found, name).spec
     assert spec is not None
     if view != spec.features.feature_view:
         raise HTTPException(404, f"pipeline {name!r} has no feature view {view!r}")
     definition = FeastTarget(connections.feast_settings()).store().get_feature_view(view)
-    days = sorted({key.split("date=")[1].split("/")[0] for key in storage.files(offline_prefix(spec), ".parquet")})
-    return pages.feature_view_page(definition, {"start": start, "end": end}, days, prefix(request))
+    return pages.feature_view_page(
+        definition, {"start": start, "end": end}, offline_days(storage, spec), prefix(request)
+    )

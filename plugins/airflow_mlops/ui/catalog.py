@@ -42,16 +42,17 @@ class Pipeline:
     def name(self) -> str:
         return self.spec.name if self.spec else self.spec_path
 
-    def folders(self, kind: FolderKind) -> tuple[str, ...]:
-        """The storage folders of this pipeline that the page serves files from."""
+    def folder(self, kind: FolderKind) -> str | None:
+        """The storage folder of this pipeline that the page serves files of this kind from."""
         if self.spec is None:
-            return ()
+            return None
         if kind == "reports":
-            return (self.spec.monitoring.reports_path.strip("/"),)
-        return (f"validation/{self.spec.name}",)
+            return self.spec.monitoring.reports_path.strip("/")
+        return f"validation/{self.spec.name}"
 
     def holds(self, key: str, kind: FolderKind) -> bool:
-        return any(key.startswith(f"{folder}/") for folder in self.folders(kind))
+        folder = self.folder(kind)
+        return folder is not None and key.startswith(f"{folder}/")
 
 
 def mlops_dags() -> dict[str, str]:
@@ -144,7 +145,7 @@ def validation(storage: Storage, key: str) -> Validation:
 
 def overview(pipeline: Pipeline, storage: Storage, target: MlflowTarget) -> Overview:
     from airflow_mlops import history
-    from airflow_mlops.storage import partition
+    from airflow_mlops.storage import partition_day
 
     spec = pipeline.spec
     assert spec is not None, "overview of a pipeline whose spec did not load"
@@ -154,15 +155,10 @@ def overview(pipeline: Pipeline, storage: Storage, target: MlflowTarget) -> Over
         if versions
         else {}
     )
-    days = history.days(storage, spec, target)
-    drift_reports = {}
-    for day in days:
-        key = f"{partition(spec.monitoring.reports_path, day.ds)}/drift.html"
-        if storage.exists(key):
-            drift_reports[day.ds] = key
+    days = history.days(storage, spec, versions)
+    drift_reports = {partition_day(key): key for key in storage.files(spec.monitoring.reports_path, "/drift.html")}
     validations: list[Validation] = []
-    for folder in pipeline.folders("validation"):
-        for stage in ("raw", "training"):
-            keys = storage.files(f"{folder}/{stage}", ".json")[-LATEST_VALIDATIONS:]
-            validations.extend(validation(storage, key) for key in reversed(keys))
+    for stage in ("raw", "training"):
+        keys = storage.files(f"{pipeline.folder('validation')}/{stage}", ".json")[-LATEST_VALIDATIONS:]
+        validations.extend(validation(storage, key) for key in reversed(keys))
     return Overview(pipeline, aliases, versions, days, drift_reports, validations)

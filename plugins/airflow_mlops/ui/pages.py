@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 from markupsafe import Markup
 
+from airflow_mlops.links import version_anchor
+
 if TYPE_CHECKING:
     from airflow_mlops.history import Day
     from airflow_mlops.ui.catalog import Overview, Validation
@@ -151,7 +153,7 @@ def pipeline_section(view: Overview, prefix: str) -> Markup:
         ["version", "alias", "trained on", "trigger", "decision", "why", *metric_names, "run"],
         (
             (
-                Markup('<span id="{}-v{}">v{}</span>').format(name, v.version, v.version),
+                Markup('<span id="{}">v{}</span>').format(version_anchor(name, v.version), v.version),
                 ", ".join(aliases_of.get(v.version, [])),
                 v.as_of or "-",
                 v.trigger or "-",
@@ -244,7 +246,7 @@ def run_page(run: Any, pipeline: str, versions: list[Any], prefix: str) -> str:
         status=run.info.status,
         versions=Markup(", ").join(
             link(
-                url(prefix, "pipelines", pipeline) + f"#{quote(pipeline)}-v{quote(str(v.version))}",
+                url(prefix, "pipelines", pipeline) + "#" + quote(version_anchor(pipeline, str(v.version)), safe=""),
                 f"{v.name} v{v.version}",
             )
             for v in versions
