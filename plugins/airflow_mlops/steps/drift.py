@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from airflow_mlops.spec import DataSpec
-from airflow_mlops.storage import DataError, Storage
+from airflow_mlops.storage import DataError, Storage, read_parquet
 
 SMALL_REFERENCE_ROWS = 1000  # Evidently's switch from statistical tests to distances
 FEW_VALUES = 5  # numeric columns with at most this many distinct values are compared as categories
@@ -131,7 +131,7 @@ class ReferenceProfile:
             columns[column["name"]] = ColumnProfile(
                 **column, counts=None if counts is None else {k: v for k, v in counts}
             )
-        sample = pd.read_parquet(io.BytesIO(storage.read_bytes(f"{key}/reference_sample.parquet")))
+        sample = read_parquet(storage, f"{key}/reference_sample.parquet")
         return cls(document["rows"], columns, sample)
 
 
@@ -176,9 +176,10 @@ def wasserstein_to_atoms(atoms: np.ndarray, current: np.ndarray) -> float:
 def _numeric_profile(name: str, values: np.ndarray) -> ColumnProfile:
     ordered = np.sort(values)
     n = len(ordered)
-    norm = max(float(np.std(ordered)), 0.001)
-    distinct = np.unique(ordered) if n else ordered
-    counts = _value_counts(ordered) if len(distinct) <= FEW_VALUES else None
+    std = float(np.std(ordered))
+    norm = max(std, 0.001)
+    distinct = int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1 if n else 0  # already sorted
+    counts = _value_counts(ordered) if distinct <= FEW_VALUES else None
     size = min(n, ATOMS)
     while True:
         atoms = ordered[((np.arange(size) + 0.5) * n / size).astype(np.int64)]
@@ -186,9 +187,7 @@ def _numeric_profile(name: str, values: np.ndarray) -> ColumnProfile:
         if error <= MAX_ATOM_ERROR or size == n:
             break
         size = min(n, size * 4)
-    return ColumnProfile(
-        name, "numerical", n, counts=counts, atoms=atoms.tolist(), std=float(np.std(ordered)), atom_error=error
-    )
+    return ColumnProfile(name, "numerical", n, counts=counts, atoms=atoms.tolist(), std=std, atom_error=error)
 
 
 def build_profile(reference: pd.DataFrame, data: DataSpec, seed: int = 0) -> ReferenceProfile:
