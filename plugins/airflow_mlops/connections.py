@@ -30,7 +30,10 @@ def _extra(conn_id: str) -> tuple[Any, dict[str, Any]]:
 
 
 def storage_root(conn_id: str = STORAGE_CONN_ID) -> str:
-    _, extra = _extra(conn_id)
+    return _root(conn_id, _extra(conn_id)[1])
+
+
+def _root(conn_id: str, extra: dict[str, Any]) -> str:
     if "root" not in extra:
         raise ValueError(f"connection '{conn_id}' needs extra.root (the data lake root path or URI)")
     return str(extra["root"])
@@ -41,7 +44,7 @@ def open_lake(conn_id: str = STORAGE_CONN_ID) -> Storage:
     from airflow_mlops.storage import AWS_CONN_ID, open_storage
 
     _, extra = _extra(conn_id)
-    return open_storage(storage_root(conn_id), str(extra.get("aws_conn_id") or AWS_CONN_ID))
+    return open_storage(_root(conn_id, extra), str(extra.get("aws_conn_id") or AWS_CONN_ID))
 
 
 def mlflow_settings(conn_id: str = MLFLOW_CONN_ID) -> dict[str, str | None]:

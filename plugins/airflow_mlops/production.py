@@ -99,18 +99,18 @@ def _redis(redis_url: str, db: int) -> Any:
 
 def _claim_redis_dbs(redis_url: str, run: str, count: int) -> list[int]:
     """Claim ``count`` empty Redis databases with an atomic marker key; the first empty ones win."""
-    client = _redis(redis_url, 0)
-    available = int(client.config_get("databases")["databases"])
+    with _redis(redis_url, 0) as client:
+        available = int(client.config_get("databases")["databases"])
     claimed: list[int] = []
     for db in range(1, available):  # 0 is everybody's default: never ours
         if len(claimed) == count:
             break
-        candidate = _redis(redis_url, db)
-        if candidate.dbsize() == 0 and candidate.set(REDIS_CLAIM, run, nx=True):
-            if candidate.dbsize() == 1:
-                claimed.append(db)
-            else:  # someone else wrote there meanwhile
-                candidate.delete(REDIS_CLAIM)
+        with _redis(redis_url, db) as candidate:
+            if candidate.dbsize() == 0 and candidate.set(REDIS_CLAIM, run, nx=True):
+                if candidate.dbsize() == 1:
+                    claimed.append(db)
+                else:  # someone else wrote there meanwhile
+                    candidate.delete(REDIS_CLAIM)
     if len(claimed) < count:
         _release_redis_dbs(redis_url, run, claimed)
         raise StackError(f"{redis_url} has no {count} empty databases to spare (of {available}); free some first")
@@ -119,9 +119,9 @@ def _claim_redis_dbs(redis_url: str, run: str, count: int) -> list[int]:
 
 def _release_redis_dbs(redis_url: str, run: str, dbs: list[int]) -> None:
     for db in dbs:
-        client = _redis(redis_url, db)
-        if client.get(REDIS_CLAIM) == run.encode():  # only ever flush a database this run claimed
-            client.flushdb()
+        with _redis(redis_url, db) as client:
+            if client.get(REDIS_CLAIM) == run.encode():  # only ever flush a database this run claimed
+                client.flushdb()
 
 
 def provision(home: Path, api_port: int, postgres: str = POSTGRES, redis_url: str = REDIS) -> Topology:

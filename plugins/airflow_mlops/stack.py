@@ -114,8 +114,10 @@ class Api:
 def answers(url: str) -> bool:
     """Whether an HTTP service answers at ``url`` without a server error."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return bool(response.status < 500)
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except urllib.error.HTTPError as error:  # urlopen raises for every status >= 400
+        return error.code < 500
     except OSError:
         return False
 

@@ -182,10 +182,14 @@ class S3Storage(Storage):
     aws_conn_id: str = AWS_CONN_ID
 
     @cached_property
-    def client(self) -> Any:
+    def hook(self) -> Any:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        return S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+        return S3Hook(aws_conn_id=self.aws_conn_id)
+
+    @cached_property
+    def client(self) -> Any:
+        return self.hook.get_conn()
 
     @property
     def uri(self) -> str:
@@ -214,15 +218,7 @@ class S3Storage(Storage):
                 yield item["Key"]
 
     def _is_file(self, object_key: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=object_key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+        return self.hook.head_object(object_key, self.bucket) is not None
 
     def _objects(self, key: str) -> list[str]:
         """The object ``key`` names: itself when it is a file, else everything below it."""
@@ -231,13 +227,6 @@ class S3Storage(Storage):
 
     def _relative(self, object_key: str) -> str:
         return object_key.removeprefix(f"{self.prefix}/") if self.prefix else object_key
-
-    def _delete_objects(self, object_keys: list[str]) -> None:
-        for start in range(0, len(object_keys), 1000):  # the DeleteObjects limit
-            batch = [{"Key": k} for k in object_keys[start : start + 1000]]
-            reply = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
-            if reply.get("Errors"):
-                raise OSError(f"cannot delete from s3://{self.bucket}: {reply['Errors'][:3]}")
 
     def exists(self, key: str) -> bool:
         object_key = self.object_key(key)
@@ -279,7 +268,7 @@ class S3Storage(Storage):
         new = {f"{folder}/{name}" for name in files}
         for name, data in files.items():
             self.client.put_object(Bucket=self.bucket, Key=f"{folder}/{name}", Body=data)
-        self._delete_objects(sorted(old - new))
+        self.hook.delete_objects(self.bucket, sorted(old - new))
 
     def move(self, src: str, dst: str) -> None:
         """Copy (server side), then delete what ``dst`` held that was not copied, then delete ``src``.
@@ -297,11 +286,11 @@ class S3Storage(Storage):
             copy = {"Bucket": self.bucket, "Key": object_key}
             self.client.copy_object(Bucket=self.bucket, Key=target, CopySource=copy)
             copied.append(target)
-        self._delete_objects(sorted(stale - set(copied)))
-        self._delete_objects(sources)
+        self.hook.delete_objects(self.bucket, sorted(stale - set(copied)))
+        self.hook.delete_objects(self.bucket, sources)
 
     def delete(self, key: str) -> None:
-        self._delete_objects(self._objects(key))
+        self.hook.delete_objects(self.bucket, self._objects(key))
 
 
 def open_storage(uri: str, aws_conn_id: str = AWS_CONN_ID) -> Storage:
