@@ -83,7 +83,9 @@ def generate(plan: Plan, spec: PipelineSpec, root: Path) -> None:
     )
 
 
-def backfill(env: dict[str, str], dag_id: str, start: date, end: date, max_active_runs: int) -> None:
+def backfill(env: dict[str, str], api: Api, dag_id: str, start: date, end: date, max_active_runs: int) -> None:
+    # The scheduler marks a backfill complete a loop after its last run finishes; the next one must wait.
+    wait_for(lambda: not api.backfill_running(dag_id), f"the previous backfill of {dag_id} to complete", timeout=120)
     say(f"airflow backfill create --dag-id {dag_id} --from-date {start} --to-date {end}")
     airflow_cli(
         env,
@@ -111,7 +113,7 @@ def replay(env: dict[str, str], api: Api, spec: PipelineSpec, plan: Plan, timeou
     first_training = start + timedelta(days=plan.first_training_day)
     last = start + timedelta(days=plan.days - 1)
 
-    backfill(env, features, start, first_training, max_active_runs=2)
+    backfill(env, api, features, start, first_training, max_active_runs=2)
     wait_for_runs(api, features, plan.first_training_day + 1, timeout, progress=say)
 
     say(f"training the first champion on labels known by {first_training}")
@@ -122,8 +124,8 @@ def replay(env: dict[str, str], api: Api, spec: PipelineSpec, plan: Plan, timeou
     )
     wait_for_runs(api, training, 1, timeout, progress=say)
 
-    backfill(env, features, first_training + timedelta(days=1), last, max_active_runs=2)
-    backfill(env, monitoring, first_training + timedelta(days=1), last, max_active_runs=1)
+    backfill(env, api, features, first_training + timedelta(days=1), last, max_active_runs=2)
+    backfill(env, api, monitoring, first_training + timedelta(days=1), last, max_active_runs=1)
     wait_for_runs(api, features, plan.days, timeout, progress=say)
     wait_for_runs(api, monitoring, plan.days - plan.first_training_day - 1, timeout, progress=say)
     wait_for(lambda: all(r["state"] in ("success", "failed") for r in api.runs(training)), "training runs", timeout)

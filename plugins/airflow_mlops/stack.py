@@ -106,6 +106,11 @@ class Api:
         ]
         return runs
 
+    def backfill_running(self, dag_id: str) -> bool:
+        """Whether a backfill of ``dag_id`` is not yet marked complete (Airflow allows one at a time)."""
+        backfills = self.get(f"/api/v2/backfills?dag_id={dag_id}&limit=100")["backfills"]
+        return any(b["completed_at"] is None for b in backfills)
+
     def trigger(self, dag_id: str, logical_date: str | None, conf: dict[str, Any]) -> str:
         body = {"logical_date": logical_date, "conf": conf}
         return str(self.post(f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"])
