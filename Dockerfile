@@ -7,25 +7,26 @@ ARG PYTHON_VERSION=3.11
 # from this project's constraints, so nothing preinstalled can disagree with the tested versions.
 FROM apache/airflow:slim-${AIRFLOW_VERSION}-python${PYTHON_VERSION}
 ARG AIRFLOW_VERSION
+ARG PYTHON_VERSION
 
-# The repository's layout under one folder, as on a developer's machine: dags/churn.py finds its spec in
-# ../include, and the plugins folder is the package's source, installed editable as scripts/setup.sh does.
+# airflow-mlops is installed like any provider (a regular, non-editable install: docs/install.md); the
+# project's DAGs, specs and plugins folder sit under one folder, as in the repository.
 ENV MLOPS_PROJECT=/opt/airflow-mlops
 USER root
-# The editable install writes its metadata next to the sources, so the airflow user owns the folder.
 RUN mkdir -p ${MLOPS_PROJECT} && chown airflow:0 ${MLOPS_PROJECT}
 USER airflow
 WORKDIR ${MLOPS_PROJECT}
 COPY --chown=airflow:0 pyproject.toml README.md ./
-COPY --chown=airflow:0 constraints/constraints-3.11.txt constraints/constraints-3.11.txt
-COPY --chown=airflow:0 plugins plugins
+COPY --chown=airflow:0 constraints/constraints-${PYTHON_VERSION}.txt constraints/constraints-${PYTHON_VERSION}.txt
+COPY --chown=airflow:0 src src
 # apache-airflow is named with the image's version so that the resolver can never move it.
-RUN pip install --no-cache-dir --constraint constraints/constraints-3.11.txt \
-        "apache-airflow==${AIRFLOW_VERSION}" --editable ".[production]" \
-    && pip check
+RUN pip install --no-cache-dir --constraint constraints/constraints-${PYTHON_VERSION}.txt \
+        "apache-airflow==${AIRFLOW_VERSION}" ".[production,torch]" \
+    && pip check && rm -rf src build
 
 COPY --chown=airflow:0 dags dags
 COPY --chown=airflow:0 include include
+COPY --chown=airflow:0 plugins plugins
 # Airflow imports airflow_local_settings from $AIRFLOW_HOME/config: the pool policy for MLflow and Feast.
 COPY --chown=airflow:0 deploy/airflow/airflow_local_settings.py /opt/airflow/config/airflow_local_settings.py
 

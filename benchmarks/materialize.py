@@ -20,7 +20,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ REDIS = "127.0.0.1:6379"
 REDIS_DB = 14
 PROJECT = "bench"
 VIEW = "bench_view"
-START = datetime(2026, 1, 1, tzinfo=UTC)
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SAMPLE = 1000
 
 
@@ -90,7 +90,7 @@ def materialise_side(side: str, store_kind: str, parquet: Path, side_dir: Path, 
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
     from feast.value_type import ValueType
 
-    from airflow_mlops.steps.online_writer import ENGINE_TYPE
+    from airflow_mlops.feature_store.online_writer import ENGINE_TYPE
 
     features = feature_dtypes(len(parquet_features(parquet)))
     config: dict[str, Any] = {

@@ -16,7 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Row, table
 
-from airflow_mlops.embedded import PROJECT_ROOT, embedded_env
+from airflow_mlops.dev.embedded import embedded_env
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 EAGER_IMPORTS = "import evidently, feast, great_expectations, mlflow, sklearn, torch  # noqa: F401\n"
 
@@ -33,7 +35,11 @@ def airflow(env: dict[str, str], *args: str) -> str:
 
 def dags_report(dags: Path, home: Path) -> dict[str, tuple[float, str]]:
     """Seconds and DAG ids per DAG file, from ``airflow dags report`` run against ``dags``."""
-    env = {**os.environ, **embedded_env(home, api_port=18990), "AIRFLOW__CORE__DAGS_FOLDER": str(dags)}
+    env = {
+        **os.environ,
+        **embedded_env(home, project=PROJECT_ROOT, api_port=18990),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+    }
     if not (home / "airflow" / "airflow.db").exists():
         airflow(env, "db", "migrate")
     output = airflow(env, "dags", "report", "-o", "json")

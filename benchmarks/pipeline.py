@@ -6,7 +6,7 @@ on the embedded stack, against the same steps run back to back in one plain Pyth
 Both sides start from the same lake (offline features of every day, Feast definitions applied) and
 register into MLflow stores of their own. Airflow's time is its DAG run's, from queued to finished
 (scheduling, one process per task, XComs and the training set going through the lake included);
-the plain run's is the steps' own, with the training set handed over in memory.
+the plain run's is the same step functions' own, in one process: no scheduling, no task processes, no XComs.
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Row, measure, report, shape, table
 
-from airflow_mlops.demo import SPEC, environment
-from airflow_mlops.embedded import PROJECT_ROOT, embedded_env
+from airflow_mlops.dev.demo import environment
+from airflow_mlops.dev.embedded import embedded_env
 from airflow_mlops.spec import load_spec
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SPEC = PROJECT_ROOT / "include" / "pipelines" / "churn.yaml"
 
 API_PORT = 18970
 
@@ -36,9 +39,10 @@ def prepare(home: Path, customers: int) -> date:
     sys.path.insert(0, str(PROJECT_ROOT / "include" / "demo"))
     import churn_data
 
-    from airflow_mlops import connections
+    from airflow_mlops.hooks import FeastHook, LakeHook
+    from airflow_mlops.keys import raw_partition
     from airflow_mlops.steps import features as feature_steps
-    from airflow_mlops.storage import partition, read_partition
+    from airflow_mlops.storage import read_partition
 
     spec = load_spec(SPEC)
     days = spec.training.window_days + churn_data.Scenario.label_delay_days + 1
@@ -46,73 +50,64 @@ def prepare(home: Path, customers: int) -> date:
         start=spec.start_date, days=days, customers=customers, corrupt_day=None,
         covariate_shift_day=days, concept_shift_day=days,
     )  # fmt: skip
-    with environment(embedded_env(home, api_port=API_PORT)):
-        lake = connections.open_lake()
+    with environment(embedded_env(home, project=PROJECT_ROOT, api_port=API_PORT)):
+        lake = LakeHook().get_conn()
         root = Path(lake.uri.removeprefix("file://"))
         churn_data.write(scenario, root)
         for index in range(days):
             day = scenario.day(index)
-            feature_steps.write_offline(lake, spec, day, read_partition(lake, partition(spec.data.raw_path, day)))
-        feature_steps.apply(feature_steps.FeastTarget(connections.feast_settings()).store(), spec, lake)
+            feature_steps.write_offline(lake, spec, day, read_partition(lake, raw_partition(spec, day)))
+        feature_steps.apply(FeastHook().get_conn().store(), spec, lake)
     return scenario.day(days - 1)
 
 
 def plain(home: Path, as_of: date) -> None:
-    """The DAG's steps in order, in this process, against a separate MLflow store."""
+    """The training DAG's steps in order, the same step functions its operators call, in this process and
+    against a separate MLflow store: what the pipeline costs without Airflow around it."""
     with report() as out:
-        from airflow_mlops import connections
+        from airflow_mlops.hooks import FeastHook, LakeHook
         from airflow_mlops.steps import features as feature_steps
         from airflow_mlops.steps import registry
         from airflow_mlops.steps import training as training_steps
-        from airflow_mlops.steps.validation import validate_frame
+        from airflow_mlops.steps.validation import validate_stored
+        from airflow_mlops.storage import read_parquet
 
         spec = load_spec(SPEC)
-        with environment(embedded_env(home, api_port=API_PORT)):
-            lake = connections.open_lake()
-            store = feature_steps.FeastTarget(connections.feast_settings()).store()
+        with environment(embedded_env(home, project=PROJECT_ROOT, api_port=API_PORT)):
+            lake = LakeHook().get_conn()
+            store = FeastHook().get_conn().store()
         target = registry.MlflowTarget(
             tracking_uri=f"sqlite:///{home / 'plain-mlflow.db'}", artifact_location=(home / "plain-artifacts").as_uri()
         )
-        frame = feature_steps.point_in_time_training_set(
-            store, spec, feature_steps.training_entities(lake, spec, as_of)
-        )
-        lake.write_parquet(f"training_sets/plain/as_of={as_of}/training_set.parquet", frame)
-        checked = validate_frame(frame, spec.training.training_suite, spec.data.features, source="training set")
+        training_set = feature_steps.build_training_set(store, lake, spec, as_of)
+        checked, validation = validate_stored(lake, spec, "training", training_set["key"].rsplit("/", 1)[0])
         if not checked.passed:
-            raise SystemExit(f"training set failed validation: {checked.summary()}")
-        split = training_steps.time_split(frame, spec.data.timestamp_column, spec.training.holdout_days)
-        model = training_steps.fit(spec.training.model, spec.data, split.train)
-        metrics = training_steps.evaluate(model, split.holdout, spec.data)
-        candidate = registry.log_and_register(
-            target,
-            experiment=spec.name,
-            model_name=spec.registered_model_name,
-            model=model,
-            metrics=metrics,
-            params={"trainer": spec.training.model.trainer, **spec.training.model.params},
-            tags={"run_name": f"plain-{as_of}"},
-            training_key=f"{as_of}:{registry.fingerprint(frame)}:{spec.training.model.trainer}",
-            input_example=split.holdout[spec.data.feature_names].head(5),
-            artifacts={"validation/training_set.json": checked.summary()},
-        )
-        decision = registry.gate(spec.training.thresholds, candidate.metrics, None)
+            raise SystemExit(f"training set failed validation: {validation}")
+        lineage = training_steps.Lineage(trigger="benchmark", dag_id="plain", run_id=f"plain-{as_of}", code_version="")
+        candidate = training_steps.train_candidate(target, lake, spec, training_set, lineage, dict(validation))
+        decision = registry.gate(spec.training.thresholds, candidate["metrics"], None)
         if not decision.promote:
             raise SystemExit(f"plain run's candidate was rejected: {decision.summary()}")
+        frame = read_parquet(lake, training_set["key"])
         sample = frame[spec.data.feature_names].tail(spec.training.infra_validation_rows)
-        registry.infra_validate(target, candidate.model_uri, sample)
-        registry.promote(target, spec.registered_model_name, candidate.version, "benchmark")
-        out.update(rows=len(frame), metrics=candidate.metrics)
+        registry.infra_validate(target, candidate["model_uri"], sample)
+        registry.promote(target, spec.registered_model_name, candidate["version"], "benchmark")
+        out.update(rows=training_set["rows"], metrics=candidate["metrics"])
 
 
 def through_airflow(home: Path, as_of: date) -> dict[str, Any]:
     """Trigger ``churn_training`` for ``as_of`` on the embedded stack; its run's duration and metrics."""
-    from airflow_mlops import connections
-    from airflow_mlops.stack import running_stack, wait_for, wait_for_runs
+    from airflow_mlops.contracts import holdout_metrics
+    from airflow_mlops.dev.stack import running_stack, wait_for, wait_for_runs
+    from airflow_mlops.hooks import MlflowHook
     from airflow_mlops.steps import registry
 
     spec = load_spec(SPEC)
     dag_id = spec.dag_id("training")
-    env = {**embedded_env(home, api_port=API_PORT), "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
+    env = {
+        **embedded_env(home, project=PROJECT_ROOT, api_port=API_PORT),
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+    }
     with environment(env), running_stack(env, home) as api:
         wait_for(lambda: dag_id in api.dag_ids(), "the DAGs to be parsed", timeout=300)
         api.unpause(dag_id)
@@ -120,7 +115,7 @@ def through_airflow(home: Path, as_of: date) -> dict[str, Any]:
         (run,) = wait_for_runs(api, dag_id, 1, timeout=3600, progress=lambda line: None)
         if run["state"] != "success":
             raise RuntimeError(f"{dag_id} run {run['dag_run_id']} ended {run['state']}; logs under {home}/logs")
-        target = registry.MlflowTarget(**connections.mlflow_settings())  # type: ignore[arg-type]
+        target = MlflowHook().get_conn()
         champion = registry.champion_version(target, spec.registered_model_name)
         if champion is None:
             raise RuntimeError(f"{dag_id} succeeded but promoted no champion")
@@ -130,7 +125,7 @@ def through_airflow(home: Path, as_of: date) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "rows": int(params["train_rows"]) + int(params["holdout_rows"]),
-        "metrics": {k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_")},
+        "metrics": holdout_metrics(metrics),
     }
 
 

@@ -3,7 +3,7 @@
     python benchmarks/torch_trainer.py --rows 200000 --epochs 5
 
 Prints one table row per device that is available (CUDA only where a GPU is visible). Needs only
-numpy, scikit-learn and torch, so it also runs on a bare GPU machine with ``PYTHONPATH=plugins``.
+numpy, scikit-learn and torch, so it also runs on a bare GPU machine with ``PYTHONPATH=src``.
 """
 
 from __future__ import annotations

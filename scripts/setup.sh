@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Create .venv and install the project with the tested, pinned dependency set (as Airflow does).
+# Create a virtualenv and install the project with the tested, pinned dependency set (as Airflow does):
+# constraints/constraints-<python>.txt. Never asks for root.
+#   PYTHON   the interpreter (default python3.11; 3.10 to 3.13 are supported, each with its constraints file)
+#   VENV     where (default .venv)
+#   EXTRAS   what to install on top of the core (default dev: torch, production, test and lint tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Debian's chromium for the browser test (tests/test_e2e.py drives it with Playwright; never a downloaded browser).
-if [ ! -x /usr/bin/chromium ]; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  if [ -n "$SUDO" ] && ! command -v sudo >/dev/null; then
-    echo "warning: /usr/bin/chromium is missing and neither root nor sudo can install it; the browser test will fail" >&2
-  else
-    echo "installing Debian's chromium"
-    $SUDO apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
-  fi
-fi
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
-if [ ! -x .venv/bin/python ]; then
-  echo "creating .venv with $($PYTHON --version)"
-  "$PYTHON" -m venv .venv
+VERSION=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+VENV=${VENV:-.venv}
+EXTRAS=${EXTRAS:-dev}
+CONSTRAINTS=constraints/constraints-$VERSION.txt
+if [ ! -f "$CONSTRAINTS" ]; then
+  echo "no tested dependency set for Python $VERSION: use one of $(ls constraints | tr '\n' ' ')(PYTHON=python3.11)" >&2
+  exit 1
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c constraints/constraints-3.11.txt -e ".[dev]"
-.venv/bin/python -m pip check
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "creating $VENV with $($PYTHON --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+# Strict editable mode: the package is linked from build/, so src/ (and the egg-info setuptools leaves
+# there) is not on sys.path, and Airflow finds the entry points once, as in a regular install.
+"$VENV/bin/python" -m pip install --quiet -c "$CONSTRAINTS" --config-settings editable_mode=strict -e ".[$EXTRAS]"
+"$VENV/bin/python" -m pip check

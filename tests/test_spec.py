@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airflow_mlops.cli import main
+from airflow_mlops.dev.cli import main
 from airflow_mlops.spec import SpecError, load_spec
 from tests.conftest import SPEC_PATH
 

@@ -3,53 +3,15 @@ S3-compatible server (moto's, as its own process) reached through the Amazon pro
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from airflow_mlops.stack import Component, answers, supervised, wait_for
+from airflow_mlops import keys
 from airflow_mlops.storage import DataError, LocalStorage, S3Storage, Storage, open_storage, read_partition
-from tests.conftest import day
-
-S3_PORT = 18290
-ENDPOINT = f"http://127.0.0.1:{S3_PORT}"
-CONN_ID = "mlops_test_s3"
-KEYS = {"aws_access_key_id": "test-key", "aws_secret_access_key": "test-secret", "region_name": "us-east-1"}
-
-
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    moto = Component(
-        "moto", (str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(S3_PORT))
-    )
-    with supervised([moto], {}, tmp_path_factory.mktemp("moto")) as running:
-        wait_for(lambda: running.check() and answers(ENDPOINT), "moto's S3 server", timeout=60, interval=0.5)
-        yield ENDPOINT
-
-
-@pytest.fixture
-def s3_client(s3_server: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
-    import boto3
-
-    connection = {
-        "conn_type": "aws",
-        "login": KEYS["aws_access_key_id"],
-        "password": KEYS["aws_secret_access_key"],
-        "extra": {"endpoint_url": s3_server, "region_name": KEYS["region_name"]},
-    }
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(connection))
-    client = boto3.client("s3", endpoint_url=s3_server, **KEYS)
-    bucket = f"lake-{request.node.name.lower().replace('_', '-').replace('[', '-').replace(']', '')}"[:63]
-    client.create_bucket(Bucket=bucket)
-    yield client, bucket
-    from airflow_mlops.production import empty_bucket
-
-    empty_bucket(client, bucket)
+from tests.conftest import CONN_ID, day
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -151,7 +113,7 @@ def test_feast_point_in_time_join_reads_offline_partitions_on_s3(s3_client, spec
     lakes = {"local": LocalStorage(tmp_path / "lake"), "s3": S3Storage(bucket, "lake", CONN_ID)}
     offline_stores = {
         "local": {"type": "duckdb"},
-        "s3": {"type": "airflow_mlops.lake_offline_store.LakeOfflineStore", "aws_conn_id": CONN_ID},
+        "s3": {"type": "airflow_mlops.feature_store.lake_offline_store.LakeOfflineStore", "aws_conn_id": CONN_ID},
     }
     raw = LocalStorage(scenario_root)
     joined = {}
@@ -170,7 +132,7 @@ def test_feast_point_in_time_join_reads_offline_partitions_on_s3(s3_client, spec
         store = target.store()
         features.apply(store, spec, storage)
         assert store.get_feature_view(spec.features.feature_view).batch_source.path == storage.location(
-            features.offline_prefix(spec)
+            keys.offline_prefix(spec)
         )
         entities = pd.DataFrame(
             {

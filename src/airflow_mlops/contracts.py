@@ -1,0 +1,152 @@
+"""What the steps hand each other: the XCom records of every task, and the names written into MLflow.
+
+Records are ``TypedDict`` s, so they stay plain JSON for XCom (and for Airflow's UI) while readers and
+type checkers know their fields. Tag and alias names are constants: the registry, the monitoring page
+and the day-by-day history read what the training pipeline wrote under the same names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+# Registered-model aliases: the deployment contract. Scoring loads ``models:/<name>@champion``;
+# ``previous`` is the version it replaced, the rollback target.
+CHAMPION = "champion"
+PREVIOUS = "previous"
+
+
+class Tag:
+    """MLflow tag names, on the run and on the registered version (each version carries its lineage)."""
+
+    PIPELINE = "pipeline"
+    TRIGGER = "trigger"
+    AS_OF = "logical_date"  # the date whose labels the model was trained on
+    DAG_ID = "airflow_dag_id"
+    RUN_ID = "airflow_run_id"
+    CODE_VERSION = "code_version"
+    DATA_FINGERPRINT = "data_fingerprint"
+    TRAINING_SET = "training_set"  # the training set's location: the drift reference of the version
+    DRIFT_REPORT = "drift_report"
+    DRIFTED_COLUMNS = "drifted_columns"
+    TRAINER = "trainer"
+    TRAINING_KEY = "training_key"  # as_of + fingerprint + trainer: one version per key, however often retried
+    DECISION = "decision"  # promoted | rejected (absent while pending)
+    DECISION_REASON = "decision_reason"
+
+
+PROMOTED, REJECTED, PENDING = "promoted", "rejected", "pending"
+HOLDOUT_PREFIX = "holdout_"  # run metrics measured on the time-based holdout
+
+
+def holdout_metrics(run_metrics: dict[str, float]) -> dict[str, float]:
+    """A run's holdout metrics without their prefix (``holdout_roc_auc`` -> ``roc_auc``)."""
+    return {k.removeprefix(HOLDOUT_PREFIX): v for k, v in run_metrics.items() if k.startswith(HOLDOUT_PREFIX)}
+
+
+class ValidationRecord(TypedDict):
+    """``validate_*`` (XCom key ``validation``): the GX outcome and where its full result lies."""
+
+    suite: str
+    source: str
+    rows: int
+    passed: bool
+    evaluated: int
+    blocking_failures: list[str]
+    warnings: list[str]
+    result: str
+    result_key: str
+
+
+class PublishedFeatures(TypedDict):
+    """``publish_features``: the offline partition written and the window materialised online."""
+
+    pipeline: str
+    offline_partition: str
+    rows: int
+    feature_view: str
+    start: str
+    end: str
+
+
+class TrainingSetRecord(TypedDict):
+    """``build_training_set``: the point-in-time training set (storage key) and its fingerprint."""
+
+    key: str
+    as_of: str
+    rows: int
+    labels: int
+    fingerprint: str
+    label_rate: float | None
+
+
+class ModelRecord(TypedDict):
+    """Where a registered model lives, for links: its pipeline, name, and the MLflow UI (``None`` for a
+    local store, whose runs and versions the monitoring page shows)."""
+
+    pipeline: str
+    model: str
+    mlflow_ui: str | None
+
+
+class CandidateRecord(ModelRecord):
+    """``train_model``: the registered candidate version, its holdout metrics and its training set key."""
+
+    experiment_id: str
+    run_id: str
+    version: str
+    model_uri: str
+    metrics: dict[str, float]
+    reused: bool
+    training_set: str
+
+
+class GateRecord(TypedDict):
+    """``challenger_gate`` (XCom key ``decision``): MLflow's threshold verdict and why."""
+
+    promote: bool
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
+    champion_version: str | None
+    reasons: list[str]
+
+
+class PromotionRecord(ModelRecord):
+    """``promote_champion``: the version that is champion now, and the one it replaced."""
+
+    champion: str
+    previous: str | None
+
+
+class ScoringRecord(TypedDict):
+    """``score_batch``: where the day's predictions are and which champion made them."""
+
+    predictions: str
+    rows: int
+    champion_version: str
+    mean_score: float
+
+
+class DriftRecord(TypedDict):
+    """``detect_drift``: the verdicts, and the Evidently report (location and key)."""
+
+    share: float
+    dataset_drift: bool
+    drifted_columns: list[str]
+    reference_rows: int
+    current_rows: int
+    champion_version: str
+    report: str
+    report_key: str
+    report_json: str
+
+
+class RetrainingRecord(TypedDict):
+    """``decide_retraining`` (XCom key ``decision``, and the monitoring Asset event's extra)."""
+
+    retrain: bool
+    reason: str
+    drifted_columns: list[str]
+    why_not: str | None
+    drift_share: float
+    report: str
+    performance: dict[str, Any] | None

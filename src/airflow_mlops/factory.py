@@ -1,0 +1,162 @@
+"""DAG factories: one validated spec in, the three level-1 pipelines out.
+
+* ``<name>_features``: land -> GX gate -> offline store + Feast materialisation (Asset event).
+* ``<name>_training``: point-in-time training set -> GX gate -> train/evaluate/register ->
+  challenger gate -> infra validation -> ``champion`` alias.
+* ``<name>_monitoring``: wait for the day's features -> batch score -> drift and performance
+  reports -> retraining policy -> drift-triggered training run (Asset event either way).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, Asset, Param, XComArg
+
+from airflow_mlops.operators.features import PublishFeaturesOperator
+from airflow_mlops.operators.monitoring import (
+    DetectDriftOperator,
+    PerformanceReportOperator,
+    RetrainDecisionOperator,
+    ScoreBatchOperator,
+    TriggerRetrainingOperator,
+)
+from airflow_mlops.operators.training import (
+    BuildTrainingSetOperator,
+    ChallengerGateOperator,
+    InfraValidationOperator,
+    PromoteModelOperator,
+    TrainModelOperator,
+)
+from airflow_mlops.operators.validation import ValidateDataOperator
+from airflow_mlops.sensors.partition import PartitionSensor
+from airflow_mlops.spec import PipelineSpec, load_spec
+
+DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=30), "owner": "mlops"}
+
+
+# "x-" schemes are Airflow's convention for custom URIs: no provider normaliser is looked up, which
+# would otherwise load every provider's asset handlers at parse time (~200 ms per DAG file).
+def features_asset(spec: PipelineSpec) -> Asset:
+    return Asset(
+        name=f"{spec.name}.{spec.features.feature_view}", uri=f"x-feast://{spec.name}/{spec.features.feature_view}"
+    )
+
+
+def monitoring_asset(spec: PipelineSpec) -> Asset:
+    return Asset(name=f"{spec.name}.monitoring", uri=f"x-mlops://{spec.name}/monitoring")
+
+
+def _dag(spec: PipelineSpec, kind: str, schedule: str | None, doc: str, **kwargs: Any) -> DAG:
+    return DAG(
+        dag_id=spec.dag_id(kind),  # type: ignore[arg-type]
+        schedule=schedule,
+        start_date=datetime.combine(spec.start_date, datetime.min.time(), timezone.utc),
+        catchup=False,
+        default_args={**DEFAULT_ARGS, "owner": spec.owner},
+        tags=["mlops", spec.name, kind, *spec.tags],
+        doc_md=f"**{spec.name} / {kind}**: {doc}\n\n{spec.description}\n\nSpec: `{spec.source}`",
+        **kwargs,
+    )
+
+
+def feature_dag(spec: PipelineSpec) -> DAG:
+    common = {"spec_path": str(spec.source)}
+    with _dag(
+        spec,
+        "features",
+        spec.features.schedule,
+        "validate the day's raw partition and publish features",
+        max_active_runs=4,
+    ) as dag:
+        land = PartitionSensor(task_id="wait_for_partition", dataset="raw", **common)
+        gate = ValidateDataOperator(task_id="validate_raw", stage="raw", **common)
+        publish = PublishFeaturesOperator(task_id="publish_features", outlets=[features_asset(spec)], **common)
+        land >> gate >> publish
+    return dag
+
+
+def training_dag(spec: PipelineSpec) -> DAG:
+    common = {"spec_path": str(spec.source)}
+    params = {
+        "as_of": Param(None, type=["null", "string"], format="date", description="train on labels known by this date"),
+        "reason": Param(None, type=["null", "string"], description="why this run was started"),
+        "report": Param(None, type=["null", "string"], description="drift report behind a drift-triggered run"),
+        "drifted_columns": Param([], type="array", description="columns that drifted"),
+    }
+    with _dag(
+        spec,
+        "training",
+        spec.training.schedule,
+        "continuous training with data and model gates",
+        params=params,
+        max_active_runs=1,
+    ) as dag:
+        build = BuildTrainingSetOperator(task_id="build_training_set", **common)
+        gate = ValidateDataOperator(
+            task_id="validate_training_set",
+            stage="training",
+            source="{{ ti.xcom_pull(task_ids='build_training_set')['key'] }}",
+            **common,
+        )
+        # Only training moves to training.queue: infra validation stays on the default (CPU) workers so
+        # that it proves the model loads and scores where batch scoring runs.
+        training_queue = {"queue": spec.training.queue} if spec.training.queue else {}
+        train = TrainModelOperator(
+            task_id="train_model",
+            training_set=build.output,
+            validation=gate.output,
+            **training_queue,
+            **common,
+        )
+        challenger = ChallengerGateOperator(
+            task_id="challenger_gate", candidate=train.output, promote_to="infra_validation", **common
+        )
+        infra = InfraValidationOperator(task_id="infra_validation", candidate=train.output, **common)
+        promote = PromoteModelOperator(
+            task_id="promote_champion", candidate=train.output, decision=XComArg(challenger, key="decision"), **common
+        )
+        build >> gate >> train >> challenger >> infra >> promote
+    return dag
+
+
+def monitoring_dag(spec: PipelineSpec) -> DAG:
+    common = {"spec_path": str(spec.source)}
+    with _dag(
+        spec,
+        "monitoring",
+        spec.monitoring.schedule,
+        "score, watch drift and performance, ask for retraining",
+        max_active_runs=1,
+    ) as dag:
+        wait = PartitionSensor(task_id="wait_for_features", dataset="features", **common)
+        score = ScoreBatchOperator(task_id="score_batch", **common)
+        drift = DetectDriftOperator(task_id="detect_drift", scoring=score.output, **common)
+        performance = PerformanceReportOperator(task_id="performance_report", **common)
+        decide = RetrainDecisionOperator(
+            task_id="decide_retraining",
+            drift=drift.output,
+            performance=performance.output,
+            training_dag_id=spec.dag_id("training"),
+            trigger_task_id="trigger_training",
+            outlets=[monitoring_asset(spec)],
+            **common,
+        )
+        trigger = TriggerRetrainingOperator(
+            task_id="trigger_training",
+            trigger_dag_id=spec.dag_id("training"),
+            decision_task_id="decide_retraining",
+            wait_for_completion=spec.monitoring.wait_for_training,
+            deferrable=True,
+            poke_interval=10,
+        )
+        wait >> score >> [drift, performance] >> decide >> trigger
+    return dag
+
+
+def build_pipelines(spec_path: str | Path) -> dict[str, DAG]:
+    """The three DAGs of one spec, keyed by dag_id (for ``globals().update(...)`` in a DAG file)."""
+    spec = load_spec(spec_path)
+    return {dag.dag_id: dag for dag in (feature_dag(spec), training_dag(spec), monitoring_dag(spec))}

@@ -1,0 +1,88 @@
+"""Every storage key the pipelines read or write, in one place: where a day's raw data lands, where it is
+quarantined or published, where predictions, training sets, validation results and reports go.
+
+Keys are ``/``-separated paths relative to the data lake root (see :mod:`airflow_mlops.storage`); daily
+folders are hive-style ``date=YYYY-MM-DD`` partitions, so Feast, DuckDB and people read them alike.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from airflow_mlops.spec import PipelineSpec
+
+ReportName = Literal["drift.html", "drift.json", "performance.json", "decision.json"]
+
+
+def partition(prefix: str, ds: date | str) -> str:
+    """Key of the daily partition folder for ``ds`` under ``prefix``."""
+    day = ds.isoformat() if isinstance(ds, date) else ds
+    return f"{prefix.rstrip('/')}/date={day}"
+
+
+def partition_day(key: str) -> str:
+    """The ``YYYY-MM-DD`` of the daily partition a key lies in (the inverse of :func:`partition`)."""
+    return key.split("date=")[1].split("/")[0]
+
+
+def raw_partition(spec: PipelineSpec, ds: date | str) -> str:
+    """Where producers land a day's raw rows (one or more parquet files)."""
+    return partition(spec.data.raw_path, ds)
+
+
+def labels_partition(spec: PipelineSpec, ds: date | str) -> str:
+    """Where the labels that arrived on a day land."""
+    return partition(spec.data.labels_path, ds)
+
+
+def offline_prefix(spec: PipelineSpec) -> str:
+    """Where validated partitions live: the Feast offline source of the feature view."""
+    return f"offline/{spec.name}/{spec.features.feature_view}"
+
+
+def offline_partition(spec: PipelineSpec, ds: date | str) -> str:
+    return partition(offline_prefix(spec), ds)
+
+
+def quarantine_prefix(spec: PipelineSpec) -> str:
+    return f"quarantine/{spec.name}/{spec.features.feature_view}"
+
+
+def quarantine_partition(spec: PipelineSpec, ds: date | str) -> str:
+    """Where the validation gate moves a raw partition it blocked."""
+    return partition(quarantine_prefix(spec), ds)
+
+
+def training_set(spec: PipelineSpec, as_of: date | str) -> str:
+    day = as_of.isoformat() if isinstance(as_of, date) else as_of
+    return f"training_sets/{spec.name}/as_of={day}/training_set.parquet"
+
+
+def validation_prefix(spec: PipelineSpec) -> str:
+    """The folder of every GX validation result of a pipeline (served by the monitoring page)."""
+    return f"validation/{spec.name}"
+
+
+def validation_result(spec: PipelineSpec, stage: str, validated: str) -> str:
+    """The GX result of validating the file or folder ``validated`` at ``stage`` (raw or training)."""
+    return f"{validation_prefix(spec)}/{stage}/{validated.replace('/', '__')}.json"
+
+
+def predictions(spec: PipelineSpec, ds: date | str) -> str:
+    return f"{partition(spec.monitoring.predictions_path, ds)}/predictions.parquet"
+
+
+def reports_prefix(spec: PipelineSpec) -> str:
+    return spec.monitoring.reports_path.strip("/")
+
+
+def report(spec: PipelineSpec, ds: date | str, name: ReportName) -> str:
+    """One of a monitored day's reports: the Evidently drift report, performance, the retraining decision."""
+    return f"{partition(reports_prefix(spec), ds)}/{name}"
+
+
+def reference_profile(spec: PipelineSpec, version: str) -> str:
+    """The drift reference profile of one champion version, built once from its training set."""
+    return f"{reports_prefix(spec)}/reference/version={version}"

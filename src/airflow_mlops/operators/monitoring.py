@@ -1,0 +1,116 @@
+"""The monitoring pipeline's operators: batch scoring, drift and performance, the retraining policy and the
+drift-triggered training run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import BaseBranchOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+from airflow_mlops.links import DriftReportLink
+from airflow_mlops.operators.base import DailyOperator, bad_data_fails_fast
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_mlops.contracts import DriftRecord, ScoringRecord
+
+
+class ScoreBatchOperator(DailyOperator):
+    """Score the day's validated features with ``models:/<name>@champion``; replace the day's predictions."""
+
+    def run(self, context: Context) -> ScoringRecord:
+        from airflow_mlops.steps import monitoring
+
+        record = monitoring.score_day(self.mlflow, self.storage, self.spec, self.day)
+        if record is None:
+            raise AirflowSkipException(f"no champion for {self.spec.registered_model_name} yet: nothing to monitor")
+        return record
+
+
+class DetectDriftOperator(DailyOperator):
+    """Drift of the day's features against the champion's training data (its profile, built once per
+    champion), with Evidently's HTML report of the same verdicts."""
+
+    template_fields = (*DailyOperator.template_fields, "scoring")
+    operator_extra_links = (DriftReportLink(),)
+
+    def __init__(self, *, scoring: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scoring = scoring
+
+    def run(self, context: Context) -> DriftRecord:
+        from airflow_mlops.steps import drift
+
+        record = drift.detect(self.mlflow, self.storage, self.spec, self.day, self.scoring["champion_version"])
+        self.log.info("drift on %s: %s", self.ds, record)
+        return record
+
+
+class PerformanceReportOperator(DailyOperator):
+    """Champion metrics on the predictions whose labels have arrived; ``None`` until there are some."""
+
+    def run(self, context: Context) -> dict[str, Any] | None:
+        from airflow_mlops.steps import monitoring
+
+        record = monitoring.performance_report(self.storage, self.spec, self.day)
+        if record is None:
+            self.log.info("no labelled predictions yet for %s", self.ds)
+        return record
+
+
+class RetrainDecisionOperator(DailyOperator, BaseBranchOperator):
+    """Apply the spec's drift policy; branch to the training trigger or skip it. Emits the monitoring
+    Asset event either way, with the decision in its extra."""
+
+    template_fields = (*DailyOperator.template_fields, "drift", "performance")
+
+    def __init__(
+        self, *, drift: Any, performance: Any, training_dag_id: str, trigger_task_id: str, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.drift = drift
+        self.performance = performance
+        self.training_dag_id = training_dag_id
+        self.trigger_task_id = trigger_task_id
+
+    def choose_branch(self, context: Context) -> list[str]:
+        from airflow_mlops.steps import monitoring
+
+        active = context["ti"].get_dr_count(dag_id=self.training_dag_id, states=["queued", "running"])
+        record = monitoring.decide(
+            self.mlflow, self.storage, self.spec, self.day, self.drift, self.performance, training_active=active > 0
+        )
+        self.log.info("retraining decision for %s: %s", self.ds, record)
+        extra: dict[str, Any] = {"ds": self.ds, **record}
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = extra
+        context["ti"].xcom_push(key="decision", value=record)
+        return [self.trigger_task_id] if record["retrain"] else []
+
+    def execute(self, context: Context) -> Any:
+        with bad_data_fails_fast():
+            return BaseBranchOperator.execute(self, context)
+
+
+class TriggerRetrainingOperator(TriggerDagRunOperator):
+    """Airflow's own trigger, with the conf (reason, report, drifted columns, as_of) taken from the
+    retraining decision at run time. One drift-triggered run per monitored day, however often it re-runs."""
+
+    def __init__(self, *, decision_task_id: str, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_run_id", "drift__{{ ds }}")
+        kwargs.setdefault("skip_when_already_exists", True)
+        super().__init__(**kwargs)
+        self.decision_task_id = decision_task_id
+
+    def execute(self, context: Context) -> Any:
+        decision = context["ti"].xcom_pull(task_ids=self.decision_task_id, key="decision")
+        self.conf = {
+            "as_of": context["ds"],
+            "reason": f"drift-triggered by {context['dag'].dag_id} on {context['ds']}: {decision['reason']}",
+            "report": decision["report"],
+            "drifted_columns": decision["drifted_columns"],
+        }
+        return super().execute(context)

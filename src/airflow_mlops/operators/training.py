@@ -1,0 +1,133 @@
+"""The training pipeline's operators: point-in-time training set, train and register, the challenger gate,
+infra validation, promotion."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseBranchOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_mlops.links import ChampionVersionLink, MlflowRunLink, ModelVersionLink
+from airflow_mlops.operators.base import PipelineOperator, bad_data_fails_fast, run_date
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_mlops.contracts import CandidateRecord, PromotionRecord, TrainingSetRecord
+
+
+class BuildTrainingSetOperator(PipelineOperator):
+    """Point-in-time training set from Feast for the labels that had arrived by ``as_of``."""
+
+    template_fields = (*PipelineOperator.template_fields, "as_of")
+
+    def __init__(self, *, as_of: str | None = "{{ params.as_of or '' }}", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.as_of = as_of
+
+    def run(self, context: Context) -> TrainingSetRecord:
+        from airflow_mlops.steps import features
+
+        return features.build_training_set(self.feast.store(), self.storage, self.spec, run_date(context, self.as_of))
+
+
+class TrainModelOperator(PipelineOperator):
+    """Fit on all but the last ``holdout_days``, score the holdout, log everything to MLflow, register.
+    The run and the version carry their lineage: why the run started, from which data and DAG run."""
+
+    template_fields = (*PipelineOperator.template_fields, "training_set", "validation")
+    operator_extra_links = (MlflowRunLink(), ModelVersionLink())
+
+    def __init__(self, *, training_set: Any, validation: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.training_set = training_set
+        self.validation = validation
+
+    def run(self, context: Context) -> CandidateRecord:
+        from airflow_mlops import __version__
+        from airflow_mlops.steps import training
+
+        params, dag_run = context["params"], context["dag_run"]
+        lineage = training.Lineage(
+            trigger=str(params.get("reason") or getattr(dag_run.run_type, "value", dag_run.run_type)),
+            dag_id=dag_run.dag_id,
+            run_id=dag_run.run_id,
+            code_version=__version__,
+            drift_report=str(params.get("report") or ""),
+            drifted_columns=tuple(params.get("drifted_columns") or ()),
+        )
+        candidate = training.train_candidate(
+            self.mlflow, self.storage, self.spec, self.training_set, lineage, self.validation
+        )
+        self.log.info("candidate %s: %s", candidate["model_uri"], candidate["metrics"])
+        return candidate
+
+
+class ChallengerGateOperator(PipelineOperator, BaseBranchOperator):
+    """Challenger vs champion on the challenger's holdout, with MLflow ``MetricThreshold`` s.
+
+    Continues to ``promote_to`` when the challenger wins; otherwise tags it rejected and skips on.
+    """
+
+    template_fields = (*PipelineOperator.template_fields, "candidate")
+
+    def __init__(self, *, candidate: Any, promote_to: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.candidate = candidate
+        self.promote_to = promote_to
+
+    def choose_branch(self, context: Context) -> list[str]:
+        from airflow_mlops.steps import registry
+
+        decision = registry.challenge(self.mlflow, self.storage, self.spec, self.candidate)
+        self.log.info("gate for v%s: %s", self.candidate["version"], decision.summary())
+        context["ti"].xcom_push(key="decision", value=decision.summary())
+        return [self.promote_to] if decision.promote else []
+
+    def execute(self, context: Context) -> Any:
+        with bad_data_fails_fast():
+            return BaseBranchOperator.execute(self, context)
+
+
+class InfraValidationOperator(PipelineOperator):
+    """Load the registered version as pyfunc in a fresh process and score sample rows."""
+
+    template_fields = (*PipelineOperator.template_fields, "candidate")
+
+    def __init__(self, *, candidate: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.candidate = candidate
+
+    def run(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.steps import registry
+        from airflow_mlops.storage import read_parquet
+
+        spec = self.spec
+        frame = read_parquet(self.storage, self.candidate["training_set"])
+        sample = frame[spec.data.feature_names].tail(spec.training.infra_validation_rows)
+        try:
+            return registry.infra_validate(self.mlflow, self.candidate["model_uri"], sample)
+        except RuntimeError as exc:
+            registry.reject(self.mlflow, spec.registered_model_name, self.candidate["version"], [str(exc)])
+            raise AirflowFailException(str(exc)) from exc
+
+
+class PromoteModelOperator(PipelineOperator):
+    """Move ``champion`` to the validated challenger; the old champion keeps ``previous``."""
+
+    template_fields = (*PipelineOperator.template_fields, "candidate", "decision")
+    operator_extra_links = (ChampionVersionLink(),)
+
+    def __init__(self, *, candidate: Any, decision: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.candidate = candidate
+        self.decision = decision
+
+    def run(self, context: Context) -> PromotionRecord:
+        from airflow_mlops.steps import registry
+
+        spec, version = self.spec, self.candidate["version"]
+        reason = "; ".join(self.decision["reasons"]) if self.decision else "promoted"
+        previous = registry.promote(self.mlflow, spec.registered_model_name, version, reason)
+        return {**self.mlflow.model_record(spec), "champion": version, "previous": previous}

@@ -1,0 +1,50 @@
+"""The Great Expectations gate, for a day's raw partition and for a training set."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_mlops import keys
+from airflow_mlops.links import ValidationResultLink
+from airflow_mlops.operators.base import DailyOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_mlops.contracts import ValidationRecord
+
+
+class ValidateDataOperator(DailyOperator):
+    """GX gate. ``stage="raw"``: the day's landed partition, quarantined when blocked.
+    ``stage="training"``: the training set built upstream (``source`` is its storage key)."""
+
+    template_fields = (*DailyOperator.template_fields, "source")
+    operator_extra_links = (ValidationResultLink(),)
+
+    def __init__(self, *, stage: Literal["raw", "training"], source: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stage = stage
+        self.source = source
+
+    def run(self, context: Context) -> ValidationRecord:
+        from airflow_mlops.steps.validation import ValidationFailed, validate_stored
+
+        spec, storage = self.spec, self.storage
+        if self.stage == "raw":
+            folder = keys.raw_partition(spec, self.ds)
+        elif self.source:
+            folder = self.source.rsplit("/", 1)[0]
+        else:
+            raise AirflowFailException("training-set validation needs the training set key as source")
+        report, record = validate_stored(storage, spec, self.stage, folder)
+        self.log.info("validation of %s: %s", folder, record)
+        context["ti"].xcom_push(key="validation", value=record)
+        if report.passed:
+            return record
+        if self.stage == "raw":
+            target = keys.quarantine_partition(spec, self.ds)
+            storage.move(folder, target)
+            self.log.error("quarantined %s to %s", folder, target)
+        raise ValidationFailed(report)

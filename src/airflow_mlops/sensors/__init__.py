@@ -1,0 +1,1 @@
+"""Sensors: waiting for a day's data to land or to be published."""

@@ -1,0 +1,30 @@
+"""Infra validation's child process: load a registered model as pyfunc, score the rows read from stdin
+(pandas' JSON ``table`` format) and print one JSON line. Run by :func:`airflow_mlops.steps.registry.infra_validate`
+as ``python -m airflow_mlops.steps.infra_check MODEL_URI TRACKING_URI REGISTRY_URI``, in a fresh
+interpreter, as a scoring worker would load the model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv: list[str]) -> int:
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    model_uri, tracking_uri, registry_uri = argv
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri)
+    model = mlflow.pyfunc.load_model(model_uri)
+    frame = pd.read_json(sys.stdin, orient="table")
+    scores = np.asarray(model.predict(frame), dtype=float).reshape(len(frame), -1)[:, -1]
+    ok = bool(np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all())
+    print(json.dumps({"rows": len(frame), "ok": ok, "min": float(scores.min()), "max": float(scores.max())}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

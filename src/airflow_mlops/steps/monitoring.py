@@ -1,0 +1,191 @@
+"""Monitoring: batch scoring with the champion, performance once labels arrive, and the policy that
+decides whether drift or decay should start a training run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from airflow_mlops import keys
+from airflow_mlops.contracts import DriftRecord, RetrainingRecord, ScoringRecord
+from airflow_mlops.spec import LOWER_IS_BETTER, DriftPolicySpec, PipelineSpec
+from airflow_mlops.storage import Storage, read_parquet, read_partition
+
+if TYPE_CHECKING:
+    from airflow_mlops.steps.registry import MlflowTarget
+
+
+def score(model: Any, features: pd.DataFrame, spec: PipelineSpec, model_version: str) -> pd.DataFrame:
+    """Champion scores for one day of features: entity, timestamp, score, and which model made it."""
+    probabilities = model.predict(features[spec.data.feature_names])
+    scores = pd.DataFrame(probabilities).to_numpy(dtype=float)[:, -1]
+    return pd.DataFrame(
+        {
+            spec.data.entity_key: features[spec.data.entity_key].to_numpy(),
+            spec.data.timestamp_column: pd.to_datetime(features[spec.data.timestamp_column], utc=True),
+            "score": scores,
+            "model_version": str(model_version),
+        }
+    )
+
+
+def labelled_predictions(storage: Storage, spec: PipelineSpec, ds: date) -> pd.DataFrame:
+    """Predictions joined with the labels that arrived in the last ``performance_window_days`` up to ``ds``.
+
+    Labels land after their snapshot, so predictions are read over twice the window to meet them.
+    """
+    window = spec.monitoring.performance_window_days
+    days = [ds - timedelta(days=offset) for offset in range(2 * window)]
+    predictions = [
+        read_parquet(storage, keys.predictions(spec, d)) for d in days if storage.exists(keys.predictions(spec, d))
+    ]
+    labels = [
+        read_partition(storage, keys.labels_partition(spec, d))
+        for d in days[:window]
+        if storage.files(keys.labels_partition(spec, d), ".parquet")
+    ]
+    join_on = [spec.data.entity_key, spec.data.timestamp_column]
+    if not predictions or not labels:
+        return pd.DataFrame(columns=[*join_on, "score", "model_version", spec.data.label_column])
+    scored = pd.concat(predictions, ignore_index=True)
+    truth = pd.concat(labels, ignore_index=True)
+    truth[spec.data.timestamp_column] = pd.to_datetime(truth[spec.data.timestamp_column], utc=True)
+    return scored.merge(truth[[*join_on, spec.data.label_column]], on=join_on, how="inner")
+
+
+def performance(frame: pd.DataFrame, label_column: str) -> dict[str, float] | None:
+    """The holdout's metrics on labelled predictions; ``None`` until both classes have been seen."""
+    from airflow_mlops.steps.training import classification_metrics
+
+    if frame.empty or frame[label_column].nunique() < 2:
+        return None
+    metrics = classification_metrics(frame[label_column].astype(int), frame["score"].astype(float))
+    return {**metrics, "labelled_rows": float(len(frame))}
+
+
+@dataclass
+class RetrainDecision:
+    retrain: bool
+    reason: str
+    drifted_columns: list[str] = field(default_factory=list)
+    why_not: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "retrain": self.retrain,
+            "reason": self.reason,
+            "drifted_columns": self.drifted_columns,
+            "why_not": self.why_not,
+        }
+
+
+def decide_retraining(
+    policy: DriftPolicySpec,
+    drift_share: float,
+    drifted_columns: list[str],
+    metrics: dict[str, float] | None,
+    *,
+    today: date,
+    last_training: date | None,
+    training_active: bool,
+) -> RetrainDecision:
+    """Drift (share or key feature) or decay (a metric under its floor) asks for training,
+    unless a training run is active or one ran within the cooldown."""
+    reasons = []
+    if drift_share >= policy.max_drifted_share:
+        reasons.append(f"drift: {drift_share:.0%} of features drifted (limit {policy.max_drifted_share:.0%})")
+    key_drifted = [c for c in policy.key_features if c in drifted_columns]
+    if key_drifted:
+        reasons.append(f"drift: key features drifted {key_drifted}")
+    for metric, floor in policy.min_performance.items():
+        if metrics is None or metric not in metrics:
+            continue
+        worse = metrics[metric] > floor if metric in LOWER_IS_BETTER else metrics[metric] < floor
+        if worse:
+            reasons.append(f"performance: {metric} {metrics[metric]:.3f} past its limit {floor}")
+    decision = RetrainDecision(bool(reasons), "; ".join(reasons) or "no drift", drifted_columns)
+    if not decision.retrain:
+        return decision
+    if training_active:
+        decision.retrain, decision.why_not = False, "a training run is already queued or running"
+    elif last_training is not None and (today - last_training).days < policy.cooldown_days:
+        decision.retrain = False
+        decision.why_not = (
+            f"cooldown: last training on {last_training}, {(today - last_training).days} day(s) ago "
+            f"(cooldown {policy.cooldown_days} days)"
+        )
+    return decision
+
+
+def score_day(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds: date) -> ScoringRecord | None:
+    """Score the day's validated features with the champion and replace the day's predictions;
+    ``None`` while there is no champion yet."""
+    import mlflow
+
+    from airflow_mlops.steps.registry import champion_version
+
+    name = spec.registered_model_name
+    champion = champion_version(target, name)
+    if champion is None:
+        return None
+    frame = read_partition(storage, keys.offline_partition(spec, ds))
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{champion.version}")
+    scored = score(model, frame, spec, str(champion.version))
+    key = keys.predictions(spec, ds)
+    storage.write_parquet(key, scored)
+    return {
+        "predictions": storage.location(key),
+        "rows": len(scored),
+        "champion_version": str(champion.version),
+        "mean_score": round(float(scored["score"].mean()), 4),
+    }
+
+
+def performance_report(storage: Storage, spec: PipelineSpec, ds: date) -> dict[str, Any] | None:
+    """Champion metrics on the predictions whose labels have arrived, kept as the day's report;
+    ``None`` until there are labels of both classes."""
+    metrics = performance(labelled_predictions(storage, spec, ds), spec.data.label_column)
+    if metrics is None:
+        return None
+    key = keys.report(spec, ds, "performance.json")
+    storage.write_bytes(key, json.dumps(metrics, indent=2).encode())
+    return {**metrics, "report": storage.location(key)}
+
+
+def decide(
+    target: MlflowTarget,
+    storage: Storage,
+    spec: PipelineSpec,
+    ds: date,
+    drift: DriftRecord,
+    performance: dict[str, Any] | None,
+    *,
+    training_active: bool,
+) -> RetrainingRecord:
+    """The spec's retraining policy for the day, kept as the day's decision report."""
+    from airflow_mlops.steps.registry import last_trained_on
+
+    decision = decide_retraining(
+        spec.monitoring.drift,
+        drift["share"],
+        drift["drifted_columns"],
+        performance or None,
+        today=ds,
+        last_training=last_trained_on(target, spec.registered_model_name),
+        training_active=training_active,
+    )
+    if decision.retrain and not spec.monitoring.retrain_on_drift:
+        decision.retrain, decision.why_not = False, "retrain_on_drift is off in the spec"
+    record: RetrainingRecord = {
+        **decision.summary(),  # type: ignore[typeddict-item]
+        "drift_share": drift["share"],
+        "report": drift["report"],
+        "performance": performance,
+    }
+    storage.write_bytes(keys.report(spec, ds, "decision.json"), json.dumps(record, indent=2).encode())
+    return record

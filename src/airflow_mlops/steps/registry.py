@@ -1,0 +1,333 @@
+"""MLflow: log a candidate, register it once, gate it against the champion, move the aliases.
+
+Aliases are the deployment contract: ``champion`` is what scoring loads (``models:/<name>@champion``),
+``previous`` is the rollback target. A rejected challenger stays registered with the reason as tags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from airflow_mlops.contracts import (
+    CHAMPION,
+    HOLDOUT_PREFIX,
+    PREVIOUS,
+    PROMOTED,
+    REJECTED,
+    GateRecord,
+    ModelRecord,
+    Tag,
+    holdout_metrics,
+)
+from airflow_mlops.spec import LOWER_IS_BETTER, MetricThresholdSpec
+
+if TYPE_CHECKING:
+    from airflow_mlops.contracts import CandidateRecord
+    from airflow_mlops.spec import PipelineSpec
+    from airflow_mlops.storage import Storage
+
+
+@dataclass(frozen=True)
+class MlflowTarget:
+    """Where MLflow lives; filled from the ``mlflow_default`` connection by the operators."""
+
+    tracking_uri: str
+    registry_uri: str | None = None
+    artifact_location: str | None = None
+
+    def client(self) -> Any:
+        import mlflow
+        from mlflow import MlflowClient
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
+        return MlflowClient(self.tracking_uri, self.registry_uri or self.tracking_uri)
+
+    @property
+    def ui_url(self) -> str | None:
+        """The MLflow UI when tracking goes through a server (``http(s)://``); ``None`` for a local store."""
+        uri = self.tracking_uri
+        return uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
+
+    def model_record(self, spec: PipelineSpec) -> ModelRecord:
+        return {"pipeline": spec.name, "model": spec.registered_model_name, "mlflow_ui": self.ui_url}
+
+    def check_access(self, timeout_s: float = 5) -> None:
+        """Reach the tracking store; a server is asked for its health first, so a closed port fails at once
+        instead of after MLflow's own retries."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            import urllib.request
+
+            try:
+                with urllib.request.urlopen(f"{self.tracking_uri.rstrip('/')}/health", timeout=timeout_s):
+                    pass
+            except OSError as exc:
+                raise ConnectionError(f"MLflow server {self.tracking_uri} does not answer: {exc}") from exc
+        self.client().search_experiments(max_results=1)
+
+    def experiment_id(self, name: str) -> str:
+        client = self.client()
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        location = f"{self.artifact_location.rstrip('/')}/{name}" if self.artifact_location else None
+        return str(client.create_experiment(name, artifact_location=location))
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """Content hash of a frame (values, column names and order), stable across processes."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update(json.dumps([str(c) for c in frame.columns]).encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    experiment_id: str
+    run_id: str
+    version: str
+    model_uri: str
+    metrics: dict[str, float]
+    reused: bool = False
+
+
+def model_versions(target: MlflowTarget, model_name: str, where: str = "") -> list[Any]:
+    """The registered versions of ``model_name`` (matching an MLflow filter ``where``); none before the first."""
+    client = target.client()
+    if not client.search_registered_models(filter_string=f"name = '{model_name}'"):
+        return []
+    query = f"name = '{model_name}'" + (f" and {where}" if where else "")
+    return list(client.search_model_versions(query))
+
+
+def find_version(target: MlflowTarget, model_name: str, training_key: str) -> Any | None:
+    """The version already registered for this exact training key (date + data fingerprint), if any."""
+    versions = model_versions(target, model_name, f"tag.{Tag.TRAINING_KEY} = '{training_key}'")
+    return versions[0] if versions else None
+
+
+def last_trained_on(target: MlflowTarget, model_name: str) -> date | None:
+    """The newest ``as_of`` any version of the model was trained for (the retraining cooldown's clock)."""
+    dates = [date.fromisoformat(v.tags[Tag.AS_OF]) for v in model_versions(target, model_name) if Tag.AS_OF in v.tags]
+    return max(dates) if dates else None
+
+
+def log_and_register(
+    target: MlflowTarget,
+    *,
+    experiment: str,
+    model_name: str,
+    model: Any,
+    metrics: dict[str, float],
+    params: dict[str, Any],
+    tags: dict[str, str],
+    training_key: str,
+    input_example: pd.DataFrame,
+    artifacts: dict[str, dict[str, Any]],
+) -> Candidate:
+    """Log the fitted model with signature and input example and register it as a new version.
+
+    Re-running with the same ``training_key`` returns the version registered the first time.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    existing = find_version(target, model_name, training_key)
+    if existing is not None:
+        run = target.client().get_run(existing.run_id)
+        return Candidate(
+            run.info.experiment_id,
+            existing.run_id,
+            str(existing.version),
+            f"models:/{model_name}/{existing.version}",
+            holdout_metrics(run.data.metrics),
+            reused=True,
+        )
+    experiment_id = target.experiment_id(experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=tags.get("run_name"), tags=tags) as run:
+        mlflow.log_params({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in params.items()})
+        mlflow.log_metrics({f"{HOLDOUT_PREFIX}{k}": v for k, v in metrics.items()})
+        for name, payload in artifacts.items():
+            mlflow.log_dict(payload, name)
+        signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=input_example,
+            registered_model_name=model_name,
+            pyfunc_predict_fn="predict_proba",
+            # skops (MLflow's default) refuses the torch trainer and needs a per-model allow-list; the
+            # registry only ever holds models these pipelines trained, so cloudpickle is safe here.
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            pip_requirements=requirements(model),
+        )
+    version = str(info.registered_model_version)
+    client = target.client()
+    client.set_model_version_tag(model_name, version, Tag.TRAINING_KEY, training_key)
+    for key, value in tags.items():  # the version carries its lineage, not only its run
+        if key != "run_name" and value:
+            client.set_model_version_tag(model_name, version, key, value)
+    return Candidate(experiment_id, run.info.run_id, version, f"models:/{model_name}/{version}", metrics)
+
+
+def requirements(model: Any) -> list[str]:
+    """Pinned serving requirements, from this process (MLflow's own inference costs seconds per model)."""
+    from importlib.metadata import version
+
+    packages = ["mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle", "scipy"]
+    if type(model[-1]).__module__.endswith("torch_mlp"):
+        packages.append("torch")
+    return [f"{p}=={version(p)}" for p in packages]
+
+
+def champion_version(target: MlflowTarget, model_name: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return target.client().get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+@dataclass
+class GateDecision:
+    promote: bool
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
+    champion_version: str | None
+    reasons: list[str] = field(default_factory=list)
+
+    def summary(self) -> GateRecord:
+        return {
+            "promote": self.promote,
+            "challenger": self.challenger,
+            "champion": self.champion,
+            "champion_version": self.champion_version,
+            "reasons": self.reasons,
+        }
+
+
+def gate(
+    thresholds: dict[str, MetricThresholdSpec],
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    champion_version: str | None = None,
+) -> GateDecision:
+    """MLflow's own threshold check: absolute floors always, changes against the champion when there is one."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import MetricThreshold
+    from mlflow.models.evaluation import EvaluationResult
+    from mlflow.models.evaluation.validation import ModelValidationFailedException
+
+    validation = {
+        metric: MetricThreshold(
+            threshold=spec.threshold,
+            min_absolute_change=spec.min_absolute_change if champion else None,
+            min_relative_change=spec.min_relative_change if champion else None,
+            greater_is_better=metric not in LOWER_IS_BETTER,
+        )
+        for metric, spec in thresholds.items()
+        if spec.threshold is not None or champion
+    }
+    decision = GateDecision(True, challenger, champion, champion_version)
+    if not validation:
+        decision.reasons.append("no champion yet and no absolute threshold: promoted")
+        return decision
+    try:
+        import mlflow
+
+        mlflow.validate_evaluation_results(
+            validation,
+            EvaluationResult(metrics=challenger, artifacts={}, run_id="challenger"),
+            EvaluationResult(metrics=champion, artifacts={}, run_id="champion") if champion else None,
+        )
+    except ModelValidationFailedException as exc:
+        decision.promote = False
+        decision.reasons = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    except MlflowException as exc:
+        raise ValueError(f"cannot gate challenger: {exc.message}") from exc
+    else:
+        versus = f"champion v{champion_version}" if champion else "absolute thresholds (no champion yet)"
+        decision.reasons.append(f"passed {', '.join(validation)} against {versus}")
+    return decision
+
+
+def challenge(target: MlflowTarget, storage: Storage, spec: PipelineSpec, candidate: CandidateRecord) -> GateDecision:
+    """Gate a candidate against the current champion, both scored on the candidate's own holdout (the
+    newest labelled days), so the comparison is like for like; a rejected candidate is tagged so."""
+    import mlflow
+
+    from airflow_mlops.steps import training
+    from airflow_mlops.storage import read_parquet
+
+    name = spec.registered_model_name
+    champion = champion_version(target, name)
+    champion_metrics, versus = None, None
+    if champion is not None and str(champion.version) != candidate["version"]:
+        frame = read_parquet(storage, candidate["training_set"])
+        holdout = training.time_split(frame, spec.data.timestamp_column, spec.training.holdout_days).holdout
+        model = mlflow.sklearn.load_model(f"models:/{name}/{champion.version}")
+        champion_metrics, versus = training.evaluate(model, holdout, spec.data), str(champion.version)
+    decision = gate(spec.training.thresholds, candidate["metrics"], champion_metrics, versus)
+    if not decision.promote:
+        reject(target, name, candidate["version"], decision.reasons)
+    return decision
+
+
+def promote(target: MlflowTarget, model_name: str, version: str, reason: str) -> str | None:
+    """Point ``champion`` at ``version``; the replaced champion keeps ``previous``. Returns that one."""
+    client = target.client()
+    current = champion_version(target, model_name)
+    if current is not None and str(current.version) == version:
+        return None
+    if current is not None:
+        client.set_registered_model_alias(model_name, PREVIOUS, current.version)
+    client.set_registered_model_alias(model_name, CHAMPION, version)
+    client.set_model_version_tag(model_name, version, Tag.DECISION, PROMOTED)
+    client.set_model_version_tag(model_name, version, Tag.DECISION_REASON, reason[:5000])
+    return str(current.version) if current is not None else None
+
+
+def reject(target: MlflowTarget, model_name: str, version: str, reasons: list[str]) -> None:
+    client = target.client()
+    client.set_model_version_tag(model_name, version, Tag.DECISION, REJECTED)
+    client.set_model_version_tag(model_name, version, Tag.DECISION_REASON, "; ".join(reasons)[:5000])
+
+
+def infra_validate(target: MlflowTarget, model_uri: str, sample: pd.DataFrame, timeout_s: int = 300) -> dict[str, Any]:
+    """Load the registered model as pyfunc in a fresh interpreter and score ``sample`` there.
+
+    This is what a scoring worker will do, so a model that pickles but does not load, or loads but
+    cannot score the serving schema, is caught before it becomes champion.
+    """
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow_mlops.steps.infra_check",
+            model_uri,
+            target.tracking_uri,
+            target.registry_uri or target.tracking_uri,
+        ],
+        input=sample.to_json(orient="table", index=False),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    if completed.returncode != 0:
+        tail = completed.stderr.strip().splitlines()[-5:]
+        raise RuntimeError(f"infra validation: {model_uri} failed to load or score in a fresh process: {tail}")
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    if not result["ok"]:
+        raise RuntimeError(f"infra validation: {model_uri} returned scores outside [0, 1] or NaN: {result}")
+    return result

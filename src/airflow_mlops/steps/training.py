@@ -1,0 +1,197 @@
+"""Train and evaluate: a time-based holdout, an sklearn pipeline per trainer, metrics on the holdout.
+
+Every trainer is an sklearn ``Pipeline`` (preprocessing + estimator), so MLflow logs, loads and serves
+all of them the same way, the torch one included.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from airflow_mlops.contracts import CandidateRecord, Tag, TrainingSetRecord
+from airflow_mlops.spec import DataSpec, ModelSpec, PipelineSpec, SpecError
+from airflow_mlops.storage import DataError
+
+if TYPE_CHECKING:
+    from airflow_mlops.steps.registry import MlflowTarget
+    from airflow_mlops.storage import Storage
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    holdout_start: pd.Timestamp
+
+
+def time_split(frame: pd.DataFrame, timestamp_column: str, holdout_days: int) -> Split:
+    """The last ``holdout_days`` days are the holdout: the model is judged on the future it did not see."""
+    if frame.empty:
+        raise DataError("training set is empty: no labelled rows in the training window")
+    timestamps = pd.to_datetime(frame[timestamp_column], utc=True)
+    start = timestamps.max().normalize() - timedelta(days=holdout_days - 1)
+    in_holdout = timestamps >= start
+    train, holdout = frame[~in_holdout], frame[in_holdout]
+    if train.empty or holdout.empty:
+        raise DataError(
+            f"cannot split training set on '{timestamp_column}' with holdout_days={holdout_days}: "
+            f"{len(train)} training rows, {len(holdout)} holdout rows "
+            f"(data spans {timestamps.min().date()} to {timestamps.max().date()})"
+        )
+    return Split(train.reset_index(drop=True), holdout.reset_index(drop=True), start)
+
+
+def build_model(model: ModelSpec, data: DataSpec) -> Any:
+    """An unfitted sklearn pipeline for the spec's trainer."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    numerical, categorical = data.numerical, data.categorical
+    if model.trainer == "sklearn_gradient_boosting":
+        encode = ColumnTransformer(
+            [
+                ("num", "passthrough", numerical),
+                ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan), categorical),
+            ]
+        )
+        params = {
+            "random_state": 0,
+            "categorical_features": list(range(len(numerical), len(numerical) + len(categorical))),
+        }
+        return Pipeline([("encode", encode), ("model", HistGradientBoostingClassifier(**{**params, **model.params}))])
+
+    dense = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numerical),
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
+        ]
+    )
+    if model.trainer == "sklearn_logistic_regression":
+        return Pipeline([("encode", dense), ("model", LogisticRegression(**{"max_iter": 1000, **model.params}))])
+
+    if importlib.util.find_spec("torch") is None:  # checked before fitting, not an epoch into it
+        raise SpecError(
+            f"trainer '{model.trainer}' needs PyTorch, which is not installed here: "
+            "pip install 'airflow-mlops[torch]' on the workers that train"
+        )
+    from airflow_mlops.steps.torch_mlp import TorchMLPClassifier
+
+    return Pipeline([("encode", dense), ("model", TorchMLPClassifier(**model.params))])
+
+
+def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame) -> Any:
+    try:  # unknown or ill-typed trainer params surface as TypeErrors from the estimator
+        pipeline = build_model(model, data)
+        pipeline.fit(train[data.feature_names], train[data.label_column].astype(int))
+    except TypeError as exc:
+        raise SpecError(f"training.model.params {model.params} rejected by {model.trainer}: {exc}") from exc
+    return pipeline
+
+
+def classification_metrics(y: Any, probability: Any) -> dict[str, float]:
+    """AUC, accuracy, F1 and log loss of positive-class probabilities; both classes must be present."""
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+
+    predicted = (np.asarray(probability) >= 0.5).astype(int)
+    return {
+        "roc_auc": float(roc_auc_score(y, probability)),
+        "accuracy": float(accuracy_score(y, predicted)),
+        "f1": float(f1_score(y, predicted, zero_division=0)),
+        "log_loss": float(log_loss(y, probability, labels=[0, 1])),
+    }
+
+
+def evaluate(model: Any, frame: pd.DataFrame, data: DataSpec) -> dict[str, float]:
+    """Holdout metrics; AUC and log loss need both classes, which the training gate guarantees."""
+    y = frame[data.label_column].astype(int).to_numpy()
+    if len(np.unique(y)) < 2:
+        raise DataError(f"holdout of {len(y)} rows has a single class in '{data.label_column}': cannot score")
+    return classification_metrics(y, model.predict_proba(frame[data.feature_names])[:, 1])
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Why and from where a training run was started: recorded on the run and on the registered version."""
+
+    trigger: str
+    dag_id: str
+    run_id: str
+    code_version: str
+    drift_report: str = ""
+    drifted_columns: tuple[str, ...] = ()
+
+
+def train_candidate(
+    target: MlflowTarget,
+    storage: Storage,
+    spec: PipelineSpec,
+    training_set: TrainingSetRecord,
+    lineage: Lineage,
+    validation: dict[str, Any] | None = None,
+) -> CandidateRecord:
+    """Fit on all but the last ``holdout_days``, score the holdout, log and register the candidate.
+
+    The version is keyed by as_of, data fingerprint and trainer: a retry returns the version registered first.
+    """
+    from airflow_mlops.steps import registry
+    from airflow_mlops.storage import read_parquet
+
+    frame = read_parquet(storage, training_set["key"])
+    split = time_split(frame, spec.data.timestamp_column, spec.training.holdout_days)
+    trainer = spec.training.model.trainer
+    model = fit(spec.training.model, spec.data, split.train)
+    metrics = evaluate(model, split.holdout, spec.data)
+    tags = {
+        "run_name": f"{spec.name}-{training_set['as_of']}",
+        Tag.PIPELINE: spec.name,
+        Tag.TRIGGER: lineage.trigger,
+        Tag.AS_OF: training_set["as_of"],
+        Tag.DAG_ID: lineage.dag_id,
+        Tag.RUN_ID: lineage.run_id,
+        Tag.CODE_VERSION: lineage.code_version,
+        Tag.DATA_FINGERPRINT: training_set["fingerprint"],
+        Tag.TRAINING_SET: storage.location(training_set["key"]),
+        Tag.DRIFT_REPORT: lineage.drift_report,
+        Tag.DRIFTED_COLUMNS: ",".join(lineage.drifted_columns),
+        Tag.TRAINER: trainer,
+    }
+    candidate = registry.log_and_register(
+        target,
+        experiment=spec.name,
+        model_name=spec.registered_model_name,
+        model=model,
+        metrics=metrics,
+        params={
+            "trainer": trainer,
+            **spec.training.model.params,
+            "window_days": spec.training.window_days,
+            "holdout_days": spec.training.holdout_days,
+            "train_rows": len(split.train),
+            "holdout_rows": len(split.holdout),
+            "holdout_start": split.holdout_start.date().isoformat(),
+        },
+        tags=tags,
+        training_key=f"{training_set['as_of']}:{training_set['fingerprint']}:{trainer}",
+        input_example=split.holdout[spec.data.feature_names].head(5),
+        artifacts={"validation/training_set.json": validation or {}, "spec.json": spec.model_dump(mode="json")},
+    )
+    return {
+        **target.model_record(spec),
+        "experiment_id": candidate.experiment_id,
+        "run_id": candidate.run_id,
+        "version": candidate.version,
+        "model_uri": candidate.model_uri,
+        "metrics": candidate.metrics,
+        "reused": candidate.reused,
+        "training_set": training_set["key"],
+    }

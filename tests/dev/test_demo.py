@@ -1,0 +1,24 @@
+import pytest
+
+from airflow_mlops.dev.demo import MARKER, Plan, fresh_home
+
+
+def test_demo_home_is_reset_only_when_it_is_a_demo_home(tmp_path):
+    home = tmp_path / "demo"
+    fresh_home(home)
+    (home / "airflow.db").write_text("old run")
+    fresh_home(home)  # a second demo starts from day one
+    assert [p.name for p in home.iterdir()] == [MARKER]
+
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    with pytest.raises(SystemExit, match="not a demo folder"):
+        fresh_home(other)
+    assert (other / "notes.txt").read_text() == "keep"
+
+
+def test_plan_puts_both_shifts_after_the_first_champion():
+    plan = Plan()
+    assert plan.first_training_day < plan.covariate_shift_day < plan.concept_shift_day < plan.days
+    assert (plan.covariate_shift_day, plan.concept_shift_day) == (33, 46)

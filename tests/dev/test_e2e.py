@@ -1,0 +1,229 @@
+"""End to end through the real scheduler: Airflow's four components on SQLite, a CLI backfill, the first
+champion, daily monitoring, and a drift-triggered training run decided by the gates. Then, on the
+finished stack, the Airflow UI as a user meets it: each task's extra links, and the monitoring page in
+headless Chromium. The scenario runs once for the module (it takes minutes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from airflow_mlops.dev.demo import Plan, run
+from airflow_mlops.dev.embedded import embedded_env
+from airflow_mlops.dev.stack import Api, Component, StackError, airflow_bin, supervised, wait_for
+from airflow_mlops.steps.history import Day
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+PLAN = Plan(days=16, customers=400, first_training_day=10, corrupt_day=4)
+DEMO_PORT, UI_PORT = 18090, 18100
+CHROMIUM = Path("/usr/bin/chromium")
+DOCS_SCREENSHOT = ROOT / "docs" / "ui-monitoring.png"  # refreshed with UPDATE_DOCS_SCREENSHOT=1
+DOCS_CONNECTION_FORM = ROOT / "docs" / "connection-form.png"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    home: Path
+    rows: list[Day]
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+    home = tmp_path_factory.mktemp("e2e") / "stack"
+    return Scenario(home, run(home, PLAN, ROOT, timeout=1500, api_port=DEMO_PORT))
+
+
+def test_level_one_scenario_through_the_scheduler(scenario: Scenario) -> None:
+    rows = scenario.rows
+    with sqlite3.connect(scenario.home / "airflow" / "airflow.db") as db:
+        runs = db.execute("select dag_id, run_id, run_type, state, conf from dag_run").fetchall()
+    features = [r for r in runs if r[0] == "churn_features"]
+    assert len(features) == PLAN.days and {r[2] for r in features} == {"backfill"}  # the CLI backfills
+    assert [r[1] for r in features if r[3] == "failed"] == ["backfill__2026-01-05T00:00:00+00:00"]  # quarantined
+    monitoring = [r for r in runs if r[0] == "churn_monitoring"]
+    assert len(monitoring) == PLAN.days - PLAN.first_training_day - 1
+    assert all(r[3] == "success" for r in monitoring), monitoring
+    drift_runs = [r for r in runs if r[0] == "churn_training" and r[1].startswith("drift__")]
+    assert drift_runs and all(r[3] == "success" for r in drift_runs), runs
+
+    assert rows[0].champion == "1" and rows[0].drift_share is not None
+    triggered = [day for day in rows if day.retrain]
+    assert [f"drift__{day.ds}" for day in triggered] == [r[1] for r in drift_runs]
+    assert all(day.trained and day.trained[0].decision in ("promoted", "rejected") for day in triggered)
+    assert any("cooldown" in day.decision for day in rows)  # drift seen while training is cooling down
+
+
+def answers(api: Api) -> bool:
+    try:
+        api.token()
+    except (OSError, StackError):
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def ui(scenario: Scenario) -> Iterator[Api]:
+    """Only Airflow's API server (which serves the UI and the plugin), on the finished scenario's home."""
+    env = embedded_env(scenario.home, project=ROOT, api_port=UI_PORT)
+    server = Component("ui-api-server", (airflow_bin(), "api-server"))
+    with supervised([server], env, scenario.home / "logs") as running:
+        api = Api(env["AIRFLOW__API__BASE_URL"])
+        wait_for(lambda: running.check() and answers(api), "the API server to answer", timeout=180)
+        yield api
+
+
+def fetch(api: Api, path: str, logged_in: bool = True) -> tuple[int, str, str]:
+    """Status, content type and body of a GET on the UI server, as admin or without any credentials."""
+    headers = {"Authorization": f"Bearer {api.token()}"} if logged_in else {}
+    request = urllib.request.Request(f"{api.base_url}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.headers.get("Content-Type", ""), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
+
+
+def on_ui(link: str) -> str:
+    """A stored link's path: links carry the demo stack's base URL; the same files are served here."""
+    parts = urlsplit(link)
+    assert f"{parts.scheme}://{parts.netloc}" == f"http://localhost:{DEMO_PORT}", link
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def test_each_task_links_to_what_it_produced(ui: Api, scenario: Scenario) -> None:
+    monitoring = ui.runs("churn_monitoring")[-1]["dag_run_id"]
+    drift = ui.links("churn_monitoring", monitoring, "detect_drift")["Drift report"]
+    status, kind, body = fetch(ui, on_ui(drift))
+    stored = scenario.home / "data" / urlsplit(drift).path.removeprefix("/mlops/reports/")
+    assert status == 200 and kind.startswith("text/html") and body == stored.read_text(), drift
+
+    first_training = next(r["dag_run_id"] for r in ui.runs("churn_training") if r["conf"]["reason"] == "first champion")
+    trained = ui.links("churn_training", first_training, "train_model")
+    status, _, body = fetch(ui, on_ui(trained["MLflow run"]))
+    assert status == 200 and "holdout_roc_auc" in body and "first champion" in body
+    assert trained["Model version"].endswith("/mlops/pipelines/churn#churn-v1")
+    assert fetch(ui, on_ui(trained["Model version"]))[0] == 200
+    promoted = ui.links("churn_training", first_training, "promote_champion")["Champion version"]
+    assert promoted == trained["Model version"]
+
+    quarantined = ui.links("churn_features", "backfill__2026-01-05T00:00:00+00:00", "validate_raw")
+    status, _, body = fetch(ui, on_ui(quarantined["Validation result"]))  # the task failed; its result is linked
+    assert status == 200 and '<span class="failed">failed</span>' in body
+
+    published = ui.links("churn_features", "backfill__2026-01-16T00:00:00+00:00", "publish_features")
+    status, _, body = fetch(ui, on_ui(published["Feature view"]))
+    assert status == 200 and "customer_features" in body and "monthly_charges" in body, body[:2000]
+
+    assert fetch(ui, on_ui(drift), logged_in=False)[0] == 401  # the same report, without a login
+
+
+def test_connections_test_button_reaches_each_service(ui: Api, scenario: Scenario) -> None:
+    """What the UI's Test button calls (``POST /api/v2/connections/test``) for the stack's three connections,
+    each of its own type, against the lake folder, MLflow's store and Feast's registry and online store."""
+    env = embedded_env(scenario.home, project=ROOT, api_port=UI_PORT)
+    answers = {}
+    for conn_id in ("mlops_storage", "mlflow_default", "feast_default"):
+        definition = json.loads(env[f"AIRFLOW_CONN_{conn_id.upper()}"])
+        body = {
+            "connection_id": conn_id,
+            "conn_type": definition["conn_type"],
+            "extra": json.dumps(definition["extra"]),
+        }
+        request = urllib.request.Request(
+            f"{ui.base_url}/api/v2/connections/test",
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {ui.token()}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answers[definition["conn_type"]] = json.loads(response.read())
+    assert answers == {
+        "mlops_lake": {"status": True, "message": f"data lake at {scenario.home / 'data'} is a writable folder"},
+        "mlops_mlflow": {
+            "status": True,
+            "message": f"MLflow at {json.loads(env['AIRFLOW_CONN_MLFLOW_DEFAULT'])['extra']['tracking_uri']} answers",
+        },
+        "mlops_feast": {
+            "status": True,
+            "message": "Feast project 'mlops': registry read (1 feature view(s)), sqlite online store open",
+        },
+    }
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_monitoring_page_in_a_browser(ui: Api, scenario: Scenario, tmp_path: Path) -> None:
+    """Log in to the Airflow UI, find the page in the navigation, follow a drift report link and see it render."""
+    from playwright.sync_api import expect, sync_playwright
+
+    assert CHROMIUM.exists(), "Debian's chromium is missing: run scripts/browser.sh"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 1000},
+        )
+        page = browser.new_page()
+        page.set_default_timeout(120_000)  # the first page load imports MLflow in the API server
+        expect.set_options(timeout=120_000)
+        page.goto(f"{ui.base_url}/mlops/")
+        assert "Not authenticated" in page.content()  # no session yet
+
+        page.goto(f"{ui.base_url}/")
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password").fill("admin")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/auth/" not in url)
+
+        page.goto(f"{ui.base_url}/plugin/mlops")  # the navigation entry: the page inside the Airflow UI
+        frame = page.frame_locator("iframe")
+        expect(frame.get_by_role("heading", name="churn")).to_be_visible()
+
+        page.goto(f"{ui.base_url}/mlops/")
+        champion = [day.champion for day in scenario.rows][-1]
+        expect(page.get_by_text(f"Champion: v{champion}")).to_be_visible()
+        expect(page.locator("svg polyline")).to_have_count(1)
+        expect(page.locator("tr.champion")).to_have_count(1)
+        screenshot = DOCS_SCREENSHOT if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1" else tmp_path / "monitoring.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+
+        page.get_by_role("link", name="drift report").first.click()
+        page.wait_for_url("**/mlops/reports/reports/churn/**/drift.html")
+        expect(page.get_by_text("Share of Drifted Columns")).to_be_visible()  # drawn by the report's own scripts
+
+        # the connection form of the lake's type: its own fields, from the provider's conn-fields
+        page.goto(f"{ui.base_url}/connections")
+        page.get_by_role("button", name="Add Connection").click()
+        page.locator("input[name=connection_id]").fill("mlops_storage")
+        page.get_by_role("combobox").fill("Data lake")
+        page.get_by_role("option", name="Data lake (airflow-mlops)").click()
+        page.get_by_role("button", name="Extra Fields", exact=True).click()
+        expect(page.get_by_text("Lake root")).to_be_visible()
+        expect(page.locator("#element_aws_conn_id")).to_have_value("aws_default")
+        page.locator("#element_root").fill("s3://my-bucket/lake")
+        form = DOCS_CONNECTION_FORM if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1" else tmp_path / "form.png"
+        page.screenshot(path=str(form))
+        browser.close()

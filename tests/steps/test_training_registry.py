@@ -1,0 +1,123 @@
+"""Training, the challenger gate and the MLflow registry contract (aliases, lineage, idempotence)."""
+
+import importlib.util
+
+import pandas as pd
+import pytest
+
+from airflow_mlops.spec import MetricThresholdSpec, ModelSpec, SpecError
+from airflow_mlops.steps import registry, training
+from airflow_mlops.storage import DataError
+from tests.conftest import SMALL, churn_data
+
+
+@pytest.fixture(scope="module")
+def labelled(spec) -> pd.DataFrame:
+    frames = []
+    for index in range(8):
+        snap = churn_data.snapshot(SMALL, index)
+        labels = churn_data.labels_arriving(SMALL, index + SMALL.label_delay_days)
+        frames.append(snap.merge(labels, on=["customer_id", "event_timestamp"]))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture
+def mlflow_target(tmp_path) -> registry.MlflowTarget:
+    return registry.MlflowTarget(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=(tmp_path / "art").as_uri())
+
+
+def test_time_split_holds_out_the_last_days(labelled, spec):
+    split = training.time_split(labelled, "event_timestamp", 2)
+    assert split.holdout["event_timestamp"].min() > split.train["event_timestamp"].max()
+    assert split.holdout["event_timestamp"].dt.date.nunique() == 2
+
+
+def test_time_split_too_short_is_explained(labelled):
+    one_day = labelled[labelled["event_timestamp"] == labelled["event_timestamp"].min()]
+    with pytest.raises(DataError, match="holdout_days=1: 0 training rows"):
+        training.time_split(one_day, "event_timestamp", 1)
+
+
+@pytest.mark.parametrize("trainer", ["sklearn_gradient_boosting", "sklearn_logistic_regression", "torch_mlp"])
+def test_each_trainer_learns_the_signal(labelled, spec, trainer):
+    if trainer == "torch_mlp":
+        pytest.importorskip("torch", reason="the torch extra is not installed (the Python 3.12 run)")
+    params = {"epochs": 20} if trainer == "torch_mlp" else {}
+    split = training.time_split(labelled, "event_timestamp", 2)
+    model = training.fit(ModelSpec(trainer=trainer, params=params), spec.data, split.train)
+    metrics = training.evaluate(model, split.holdout, spec.data)
+    assert metrics["roc_auc"] > 0.65, metrics
+    assert set(metrics) == {"roc_auc", "accuracy", "f1", "log_loss"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="the torch extra is installed here")
+def test_torch_trainer_without_torch_names_the_extra(labelled, spec):
+    with pytest.raises(SpecError, match=r"trainer 'torch_mlp' needs PyTorch.*pip install 'airflow-mlops\[torch\]'"):
+        training.fit(ModelSpec(trainer="torch_mlp"), spec.data, labelled)
+
+
+def test_bad_trainer_params_are_named(labelled, spec):
+    with pytest.raises(ValueError, match=r"training\.model\.params .*max_depthh"):
+        training.fit(ModelSpec(trainer="sklearn_logistic_regression", params={"max_depthh": 3}), spec.data, labelled)
+
+
+THRESHOLDS = {"roc_auc": MetricThresholdSpec(threshold=0.7, min_absolute_change=0.01)}
+
+
+def test_gate_first_model_uses_absolute_thresholds_only():
+    assert registry.gate(THRESHOLDS, {"roc_auc": 0.75}, None).promote
+    rejected = registry.gate(THRESHOLDS, {"roc_auc": 0.65}, None)
+    assert not rejected.promote and "roc_auc" in rejected.reasons[0]
+
+
+def test_gate_against_champion_needs_the_improvement():
+    assert registry.gate(THRESHOLDS, {"roc_auc": 0.80}, {"roc_auc": 0.78}, "1").promote
+    decision = registry.gate(THRESHOLDS, {"roc_auc": 0.785}, {"roc_auc": 0.78}, "1")
+    assert not decision.promote
+    assert any("roc_auc" in r for r in decision.reasons)
+
+
+def _register(target, spec, labelled, key, as_of="2026-01-08"):
+    split = training.time_split(labelled, "event_timestamp", 2)
+    model = training.fit(ModelSpec(trainer="sklearn_logistic_regression"), spec.data, split.train)
+    metrics = training.evaluate(model, split.holdout, spec.data)
+    return registry.log_and_register(
+        target,
+        experiment="churn",
+        model_name="churn_model",
+        model=model,
+        metrics=metrics,
+        params={"trainer": "lr"},
+        tags={"logical_date": as_of, "trigger": "test", "training_set": "x"},
+        training_key=key,
+        input_example=split.holdout[spec.data.feature_names].head(3),
+        artifacts={"validation/training_set.json": {"passed": True}},
+    )
+
+
+def test_registration_is_idempotent_and_aliases_move(mlflow_target, spec, labelled):
+    first = _register(mlflow_target, spec, labelled, "k1")
+    again = _register(mlflow_target, spec, labelled, "k1")
+    assert again.reused and again.version == first.version == "1"
+    client = mlflow_target.client()
+    assert client.get_model_version("churn_model", "1").tags["training_set"] == "x"
+
+    assert registry.promote(mlflow_target, "churn_model", "1", "first") is None
+    second = _register(mlflow_target, spec, labelled, "k2", as_of="2026-01-09")
+    assert registry.promote(mlflow_target, "churn_model", second.version, "better") == "1"
+    aliases = client.get_registered_model("churn_model").aliases
+    assert {k: str(v) for k, v in aliases.items()} == {"champion": "2", "previous": "1"}
+    assert registry.promote(mlflow_target, "churn_model", "2", "again") is None  # no-op, previous kept
+
+    third = _register(mlflow_target, spec, labelled, "k3", as_of="2026-01-10")
+    registry.reject(mlflow_target, "churn_model", third.version, ["roc_auc not better"])
+    assert client.get_model_version("churn_model", third.version).tags["decision"] == "rejected"
+    assert str(registry.champion_version(mlflow_target, "churn_model").version) == "2"
+
+
+def test_infra_validation_loads_in_a_fresh_process(mlflow_target, spec, labelled):
+    candidate = _register(mlflow_target, spec, labelled, "k1")
+    result = registry.infra_validate(mlflow_target, candidate.model_uri, labelled[spec.data.feature_names].head(7))
+    assert result["rows"] == 7 and result["ok"]
+    with pytest.raises(RuntimeError, match="failed to load or score"):
+        registry.infra_validate(mlflow_target, "models:/churn_model/99", labelled[spec.data.feature_names].head(2))

@@ -1,0 +1,122 @@
+"""The GX gate and the bad inputs it must name: every case says which column and what is wrong."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_mlops.keys import partition
+from airflow_mlops.steps.validation import ValidationFailed, load_suite, validate_frame
+from airflow_mlops.storage import DataError, LocalStorage, read_partition
+from tests.conftest import day
+
+
+@pytest.fixture(scope="module")
+def good(scenario_root) -> pd.DataFrame:
+    return pd.read_parquet(scenario_root / "raw/customers" / f"date={day(1)}" / "customers.parquet")
+
+
+def check(frame, spec):
+    return validate_frame(frame, spec.features.raw_suite, spec.data.features, source="day.parquet")
+
+
+def test_clean_partition_passes(good, spec):
+    report = check(good, spec)
+    assert report.passed, report.summary()
+    assert report.summary()["evaluated"] > 20 and report.rows == len(good)
+
+
+def test_missing_column_is_named(good, spec):
+    report = check(good.drop(columns=["monthly_charges"]), spec)
+    assert not report.passed
+    assert any("monthly_charges" in f and "missing" in f for f in report.summary()["blocking_failures"])
+
+
+def test_renamed_column_is_named(good, spec):
+    report = check(good.rename(columns={"region": "area"}), spec)
+    assert [o.column for o in report.blocking] == ["region"]
+    assert "area" in report.blocking[0].detail  # shows what was found instead
+
+
+def test_wrong_dtype_is_named(good, spec):
+    frame = good.assign(tenure_months=good["tenure_months"].astype(str))
+    report = check(frame, spec)
+    assert [o.column for o in report.blocking] == ["tenure_months"]
+    assert "spec says int64" in report.blocking[0].detail
+
+
+def test_null_surge_blocks(good, spec):
+    frame = good.copy()
+    frame.loc[frame.index[: len(frame) // 3], "monthly_charges"] = np.nan
+    failures = check(frame, spec).summary()["blocking_failures"]
+    assert any("not_be_null" in f and "monthly_charges" in f for f in failures)
+
+
+def test_out_of_range_blocks(good, spec):
+    frame = good.assign(satisfaction_score=good["satisfaction_score"] * 3)
+    failures = check(frame, spec).summary()["blocking_failures"]
+    assert any("be_between" in f and "satisfaction_score" in f for f in failures)
+
+
+def test_empty_partition_blocks(good, spec):
+    report = check(good.iloc[0:0], spec)
+    assert not report.passed
+    assert any("no rows" in f for f in report.summary()["blocking_failures"])
+
+
+def test_warn_severity_reports_without_blocking(good, spec):
+    frame = good.copy()
+    frame.loc[frame.index[:20], "region"] = "atlantis"  # 5% outside the set: the suite only warns
+    report = check(frame, spec)
+    assert report.passed
+    assert any("region" in w for w in report.summary()["warnings"])
+
+
+def test_validation_failed_message_names_source_and_failures(good, spec):
+    report = check(good.drop(columns=["region"]), spec)
+    message = str(ValidationFailed(report))
+    assert "day.parquet" in message and "region" in message and "churn_raw" in message
+
+
+def test_corrupt_and_missing_files_are_named(tmp_path):
+    storage = LocalStorage(tmp_path)
+    key = partition("raw/customers", "2026-01-01")
+    with pytest.raises(DataError, match="no parquet files"):
+        read_partition(storage, key)
+    storage.write_bytes(f"{key}/customers.parquet", b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match=r"cannot read .*customers\.parquet"):
+        read_partition(storage, key)
+
+
+def test_suite_with_bad_severity_is_rejected(tmp_path):
+    suite = {
+        "name": "s",
+        "expectations": [{"type": "expect_column_to_exist", "kwargs": {"column": "a"}, "meta": {"severity": "panic"}}],
+    }
+    path = tmp_path / "suite.json"
+    path.write_text(json.dumps(suite))
+    with pytest.raises(DataError, match=r"expectations\[0\]\.meta\.severity is 'panic'"):
+        load_suite(path)
+
+
+def test_invalid_expectation_is_an_error_not_dropped(tmp_path, good, spec):
+    suite = {"name": "s", "expectations": [{"type": "expect_column_values_to_be_between", "kwargs": {}}]}
+    path = tmp_path / "suite.json"
+    path.write_text(json.dumps(suite))
+    with pytest.raises(DataError, match=r"expectations\[0\]"):
+        validate_frame(good, path, spec.data.features, source="x")
+
+
+def test_training_set_gate_blocks_a_set_with_one_class(good, spec):
+    good = pd.concat([good, good], ignore_index=True)  # the suite wants at least 500 rows
+    training_set = good.assign(churned=0)
+    report = validate_frame(training_set, spec.training.training_suite, spec.data.features, source="set.parquet")
+    assert not report.passed
+    assert any("churned" in f and "mean" in f for f in report.summary()["blocking_failures"])
+    assert validate_frame(
+        good.assign(churned=(good["customer_id"] % 5 == 0).astype(int)),
+        spec.training.training_suite,
+        spec.data.features,
+        source="set.parquet",
+    ).passed

@@ -1,0 +1,116 @@
+"""The package as users get it: a built wheel (not an editable checkout) installed with the constraints
+into a fresh virtualenv, then looked at through Airflow's own CLI from a folder outside the repository,
+with nothing of the repository on ``sys.path``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.distribution
+
+PYTHON = "{}.{}".format(*sys.version_info[:2])
+
+
+def run(argv: list[str | Path], cwd: Path, env: dict[str, str] | None = None) -> str:
+    completed = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, f"{argv} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
+    return completed.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The venv's bin folder, and an environment for a throwaway Airflow home outside the repository."""
+    work = tmp_path_factory.mktemp("dist")
+    # sdist first, then the wheel from the sdist: what is released, never a stale build/ folder's leftovers
+    run([sys.executable, "-m", "build", "--outdir", work / "wheel", ROOT], cwd=work)
+    (wheel,) = (work / "wheel").glob("airflow_mlops-*.whl")
+    run([sys.executable, "-m", "venv", work / "venv"], cwd=work)
+    bin_dir = work / "venv" / "bin"
+    constraints = ROOT / "constraints" / f"constraints-{PYTHON}.txt"
+    run([bin_dir / "python", "-m", "pip", "install", "--quiet", "-c", constraints, wheel], cwd=work)
+    home = work / "airflow"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHON", "VIRTUAL_ENV", "MLOPS"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(work / "dags"),
+        PATH=f"{bin_dir}{os.pathsep}{env['PATH']}",
+    )
+    return bin_dir, env
+
+
+def airflow_json(installed: tuple[Path, dict[str, str]], *args: str) -> list[dict[str, object]]:
+    bin_dir, env = installed
+    out = run([bin_dir / "airflow", *args, "--output", "json"], cwd=Path(env["AIRFLOW_HOME"]).parent, env=env)
+    listed: list[dict[str, object]] = json.loads(out)
+    return listed
+
+
+def test_the_wheel_is_a_provider_with_connection_types_links_and_a_plugin(installed) -> None:
+    providers = airflow_json(installed, "providers", "list")
+    assert any(p["package_name"] == "airflow-mlops" for p in providers), providers
+    hooks = {h["connection_type"]: h["class"] for h in airflow_json(installed, "providers", "hooks")}
+    assert {k: v for k, v in hooks.items() if k.startswith("mlops_")} == {
+        "mlops_lake": "airflow_mlops.hooks.lake.LakeHook",
+        "mlops_mlflow": "airflow_mlops.hooks.mlflow.MlflowHook",
+        "mlops_feast": "airflow_mlops.hooks.feast.FeastHook",
+    }
+    widgets = {w["connection_parameter_name"] for w in airflow_json(installed, "providers", "widgets")}
+    form = {"extra__mlops_lake__root", "extra__mlops_mlflow__tracking_uri", "extra__mlops_feast__online_store"}
+    assert form <= widgets
+    links = {link["extra_link_class_name"] for link in airflow_json(installed, "providers", "links")}
+    assert "airflow_mlops.links.DriftReportLink" in links and "airflow_mlops.links.MlflowRunLink" in links
+    (plugin,) = [p for p in airflow_json(installed, "plugins") if p["name"] == "airflow_mlops"]
+    assert "airflow.plugins" in str(plugin["source"])  # found by entry point, not in a plugins folder
+
+
+def test_a_dag_file_of_one_call_parses_from_the_installed_package(installed) -> None:
+    bin_dir, env = installed
+    project = Path(env["AIRFLOW__CORE__DAGS_FOLDER"]).parent
+    shutil.copytree(ROOT / "include", project / "include")
+    (project / "dags").mkdir()
+    (project / "dags" / "churn.py").write_text(
+        "# Airflow DAGs from a spec\nfrom pathlib import Path\n\nfrom airflow_mlops.factory import build_pipelines\n\n"
+        "globals().update(build_pipelines(Path(__file__).parents[1] / 'include' / 'pipelines' / 'churn.yaml'))\n"
+    )
+    code = (
+        "import json, sys, airflow_mlops\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(project / 'dags')!r})\n"
+        "heavy = sorted(m for m in ('mlflow', 'feast', 'great_expectations', 'evidently', 'sklearn', 'torch')"
+        " if m in sys.modules)\n"
+        "print(json.dumps({'dags': sorted(bag.dags), 'errors': bag.import_errors, 'heavy': heavy,"
+        " 'package': airflow_mlops.__file__, 'path': sys.path}))\n"
+    )
+    parsed = json.loads(run([bin_dir / "python", "-c", code], cwd=project, env=env).strip().splitlines()[-1])
+    assert parsed["errors"] == {}
+    assert parsed["dags"] == ["churn_features", "churn_monitoring", "churn_training"]
+    assert parsed["heavy"] == []  # parsing imports no ML library
+    assert parsed["package"].startswith(str(bin_dir.parent))  # the installed wheel, not the repository
+    assert not any(entry.startswith(str(ROOT)) for entry in parsed["path"])
+
+
+def test_torch_is_an_extra_and_asking_for_it_without_says_which(installed) -> None:
+    bin_dir, env = installed
+    code = (
+        "import importlib.util\n"
+        "from airflow_mlops.spec import ModelSpec, load_spec\n"
+        "from airflow_mlops.steps.training import build_model\n"
+        "assert importlib.util.find_spec('torch') is None, 'the core install pulled torch'\n"
+        f"spec = load_spec({str(ROOT / 'include' / 'pipelines' / 'churn.yaml')!r})\n"
+        "build_model(ModelSpec(trainer='torch_mlp'), spec.data)\n"
+    )
+    completed = subprocess.run(
+        [bin_dir / "python", "-c", code], cwd=bin_dir, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode != 0
+    assert "pip install 'airflow-mlops[torch]'" in completed.stderr.strip().splitlines()[-1]
