@@ -20,7 +20,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ REDIS = "127.0.0.1:6379"
 REDIS_DB = 14
 PROJECT = "bench"
 VIEW = "bench_view"
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 SAMPLE = 1000
 
 

@@ -70,7 +70,6 @@ def plain(home: Path, as_of: date) -> None:
         from airflow_mlops.steps import registry
         from airflow_mlops.steps import training as training_steps
         from airflow_mlops.steps.validation import validate_stored
-        from airflow_mlops.storage import read_parquet
 
         spec = load_spec(SPEC)
         with environment(embedded_env(home, project=PROJECT_ROOT, api_port=API_PORT)):
@@ -88,9 +87,7 @@ def plain(home: Path, as_of: date) -> None:
         decision = registry.gate(spec.training.thresholds, candidate["metrics"], None)
         if not decision.promote:
             raise SystemExit(f"plain run's candidate was rejected: {decision.summary()}")
-        frame = read_parquet(lake, training_set["key"])
-        sample = frame[spec.data.feature_names].tail(spec.training.infra_validation_rows)
-        registry.infra_validate(target, candidate["model_uri"], sample)
+        registry.validate_infra(target, lake, spec, candidate)
         registry.promote(target, spec.registered_model_name, candidate["version"], "benchmark")
         out.update(rows=training_set["rows"], metrics=candidate["metrics"])
 

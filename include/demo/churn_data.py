@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from datetime import date, timedelta, timezone
+from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +74,7 @@ def snapshot(scenario: Scenario, index: int) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "customer_id": base["customer_id"],
-            "event_timestamp": pd.Timestamp(scenario.day(index), tz=timezone.utc),
+            "event_timestamp": pd.Timestamp(scenario.day(index), tz=UTC),
             "tenure_months": (base["base_tenure"] + index // 30).astype("int64"),
             "monthly_charges": (base["base_charges"] * price_factor * rng.normal(1.0, 0.05, n)).round(2),
             "support_calls_30d": rng.poisson(2.6 if shifted else 1.2, n).astype("int64"),

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ def _dag(spec: PipelineSpec, kind: str, schedule: str | None, doc: str, **kwargs
     return DAG(
         dag_id=spec.dag_id(kind),  # type: ignore[arg-type]
         schedule=schedule,
-        start_date=datetime.combine(spec.start_date, datetime.min.time(), timezone.utc),
+        start_date=datetime.combine(spec.start_date, datetime.min.time(), UTC),
         catchup=False,
         default_args={**DEFAULT_ARGS, "owner": spec.owner},
         tags=["mlops", spec.name, kind, *spec.tags],
@@ -98,7 +98,7 @@ def training_dag(spec: PipelineSpec) -> DAG:
         gate = ValidateDataOperator(
             task_id="validate_training_set",
             stage="training",
-            source="{{ ti.xcom_pull(task_ids='build_training_set')['key'] }}",
+            training_set=build.output,
             **common,
         )
         # Only training moves to training.queue: infra validation stays on the default (CPU) workers so

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from airflow_mlops.spec import PipelineSpec
 
 ReportName = Literal["drift.html", "drift.json", "performance.json", "decision.json"]
+DRIFT_REPORT: ReportName = "drift.html"
+DECISION: ReportName = "decision.json"
 
 
 def partition(prefix: str, ds: date | str) -> str:
@@ -57,7 +59,13 @@ def quarantine_partition(spec: PipelineSpec, ds: date | str) -> str:
 
 def training_set(spec: PipelineSpec, as_of: date | str) -> str:
     day = as_of.isoformat() if isinstance(as_of, date) else as_of
-    return f"training_sets/{spec.name}/as_of={day}/training_set.parquet"
+    return f"{training_set_folder(spec, day)}/training_set.parquet"
+
+
+def training_set_folder(spec: PipelineSpec, as_of: date | str) -> str:
+    """The folder of one ``as_of`` 's training set: what the training-set gate validates."""
+    day = as_of.isoformat() if isinstance(as_of, date) else as_of
+    return f"training_sets/{spec.name}/as_of={day}"
 
 
 def validation_prefix(spec: PipelineSpec) -> str:
@@ -65,9 +73,14 @@ def validation_prefix(spec: PipelineSpec) -> str:
     return f"validation/{spec.name}"
 
 
+def validation_results(spec: PipelineSpec, stage: str) -> str:
+    """The folder of one stage's GX results (``raw`` or ``training``)."""
+    return f"{validation_prefix(spec)}/{stage}"
+
+
 def validation_result(spec: PipelineSpec, stage: str, validated: str) -> str:
-    """The GX result of validating the file or folder ``validated`` at ``stage`` (raw or training)."""
-    return f"{validation_prefix(spec)}/{stage}/{validated.replace('/', '__')}.json"
+    """The GX result of validating the file or folder ``validated`` at ``stage``."""
+    return f"{validation_results(spec, stage)}/{validated.replace('/', '__')}.json"
 
 
 def predictions(spec: PipelineSpec, ds: date | str) -> str:

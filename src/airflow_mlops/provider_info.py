@@ -93,6 +93,7 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
 MODULES = {
     "hooks": ["airflow_mlops.hooks.lake", "airflow_mlops.hooks.mlflow", "airflow_mlops.hooks.feast"],
     "operators": [
+        "airflow_mlops.operators.validation",
         "airflow_mlops.operators.features",
         "airflow_mlops.operators.training",
         "airflow_mlops.operators.monitoring",

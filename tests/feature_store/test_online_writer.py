@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import struct
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -32,7 +32,7 @@ FEATURES = {
     "flag": "Bool",
     "sparse_count": "Int64",
 }
-T0 = datetime(2026, 1, 10, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 10, tzinfo=UTC)
 
 
 def offline_frame(entities: int = 240, seed: int = 7, rows_per_entity: int = 3) -> pd.DataFrame:
@@ -233,7 +233,7 @@ def test_redis_timestamps_match_protobuf():
     serialized, nanos = redis_writer.timestamp_protos(micros)
     for index, value in enumerate(micros):
         stamp = Timestamp()
-        stamp.FromDatetime(datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=int(value)))
+        stamp.FromDatetime(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(value)))
         assert serialized[index].as_py() == stamp.SerializeToString()
         assert nanos[index] == stamp.seconds * 1_000_000_000 + stamp.nanos
 

@@ -127,6 +127,31 @@ def test_older_generic_json_connections_keep_working(connection, tmp_path: Path)
     }
 
 
+def test_the_lake_offline_store_under_its_old_path_still_resolves(connection, tmp_path: Path) -> None:
+    old = "airflow_mlops.lake_offline_store.LakeOfflineStore"
+    fields = {**feast_fields(tmp_path, "sqlite"), "offline_store": {"type": old, "aws_conn_id": "aws_default"}}
+    with pytest.warns(DeprecationWarning, match="is now airflow_mlops.feature_store.lake_offline_store"):
+        config = FeastHook(connection("feast_moved", conn_type="mlops_feast", extra=fields)).repo_config()
+    assert config["offline_store"] == {
+        "type": "airflow_mlops.feature_store.lake_offline_store.LakeOfflineStore",
+        "aws_conn_id": "aws_default",
+    }
+
+
+def test_a_sqlite_online_store_not_yet_written_needs_its_folder(connection, tmp_path: Path) -> None:
+    """Feast creates the SQLite file on its first write: the Test passes when the folder is there."""
+    fresh = f"{{type: sqlite, path: '{tmp_path / 'fresh.db'}'}}"
+    ok, _ = FeastHook(
+        connection("feast_fresh", conn_type="mlops_feast", extra=feast_fields(tmp_path, fresh))
+    ).test_connection()
+    assert ok and not (tmp_path / "fresh.db").exists()  # testing created nothing
+    nowhere = f"{{type: sqlite, path: '{tmp_path / 'missing' / 'online.db'}'}}"
+    ok, message = FeastHook(
+        connection("feast_nowhere", conn_type="mlops_feast", extra=feast_fields(tmp_path, nowhere))
+    ).test_connection()
+    assert not ok and f"folder {tmp_path / 'missing'} is missing or not writable" in message
+
+
 def test_a_connection_of_another_type_says_how_to_convert_it(connection) -> None:
     conn_id = connection("lake_pg", conn_type="postgres", host="db")
     with pytest.raises(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -60,7 +60,7 @@ def env(tmp_path_factory):
 
 
 def run(dag, index: int, conf: dict | None = None):
-    dagrun = dag.test(logical_date=datetime.combine(day(index), datetime.min.time(), timezone.utc), run_conf=conf)
+    dagrun = dag.test(logical_date=datetime.combine(day(index), datetime.min.time(), UTC), run_conf=conf)
     return dagrun, {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
 
 

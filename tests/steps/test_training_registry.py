@@ -1,6 +1,7 @@
 """Training, the challenger gate and the MLflow registry contract (aliases, lineage, idempotence)."""
 
 import importlib.util
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -56,6 +57,18 @@ def test_torch_trainer_without_torch_names_the_extra(labelled, spec):
         training.fit(ModelSpec(trainer="torch_mlp"), spec.data, labelled)
 
 
+def test_a_torch_model_loaded_without_torch_names_the_extra(monkeypatch):
+    """A torch_mlp champion unpickled on a worker without torch (scoring, the gate): the same clear error."""
+    import mlflow
+
+    def without_torch(uri):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(mlflow, "pyfunc", SimpleNamespace(load_model=without_torch))
+    with pytest.raises(SpecError, match=r"model models:/churn_model/3 needs PyTorch.*airflow-mlops\[torch\]"):
+        training.load_model("models:/churn_model/3")
+
+
 def test_bad_trainer_params_are_named(labelled, spec):
     with pytest.raises(ValueError, match=r"training\.model\.params .*max_depthh"):
         training.fit(ModelSpec(trainer="sklearn_logistic_regression", params={"max_depthh": 3}), spec.data, labelled)
@@ -84,6 +97,7 @@ def _register(target, spec, labelled, key, as_of="2026-01-08"):
     return registry.log_and_register(
         target,
         experiment="churn",
+        run_name=f"churn-{as_of}",
         model_name="churn_model",
         model=model,
         metrics=metrics,

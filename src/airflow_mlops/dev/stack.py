@@ -70,7 +70,8 @@ class Api:
         if self._client is None:
             from airflow_client.client import ApiClient, Configuration
 
-            self._client = ApiClient(Configuration(host=self.base_url))
+            # no retries inside the client: callers poll (wait_for) and say what they waited for
+            self._client = ApiClient(Configuration(host=self.base_url, retries=0))
         return self._client
 
     @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -12,6 +13,12 @@ if TYPE_CHECKING:
     from airflow_mlops.steps.features import FeastTarget
 
 STORE_FIELDS = ("registry", "online_store", "offline_store")
+# Offline store classes that moved, by their old path (a connection names its class by path).
+MOVED = {
+    "airflow_mlops.lake_offline_store.LakeOfflineStore": (
+        "airflow_mlops.feature_store.lake_offline_store.LakeOfflineStore"
+    ),
+}
 
 
 class FeastHook(ConnectionHook):
@@ -38,6 +45,14 @@ class FeastHook(ConnectionHook):
                     config[field] = yaml.safe_load(config[field])
                 except yaml.YAMLError as exc:
                     raise ValueError(f"connection '{self.conn_id}' field '{field}' is not valid YAML: {exc}") from exc
+        offline = config.get("offline_store")
+        if isinstance(offline, dict) and offline.get("type") in MOVED:
+            warnings.warn(
+                f"connection '{self.conn_id}': offline_store type {offline['type']} is now {MOVED[offline['type']]}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            config["offline_store"] = {**offline, "type": MOVED[offline["type"]]}
         return config
 
     def get_conn(self) -> FeastTarget:

@@ -9,8 +9,6 @@ from airflow_mlops.hooks.base import ConnectionHook
 if TYPE_CHECKING:
     from airflow_mlops.storage import Storage
 
-AWS_CONN_ID = "aws_default"
-
 
 class LakeHook(ConnectionHook):
     """Connection fields: ``root`` (a local path, ``file://`` URI, or ``s3://bucket/prefix``) and, for S3,
@@ -29,7 +27,7 @@ class LakeHook(ConnectionHook):
         return str(self.required("root"))
 
     def get_conn(self) -> Storage:
-        from airflow_mlops.storage import open_storage
+        from airflow_mlops.storage import AWS_CONN_ID, open_storage  # pandas: imported in tasks only
 
         return open_storage(self.root, str(self.extra.get("aws_conn_id") or AWS_CONN_ID))
 

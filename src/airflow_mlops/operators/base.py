@@ -8,6 +8,7 @@ imported inside ``execute`` only, so DAG files that use these operators parse in
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -63,9 +64,13 @@ class PipelineOperator(BaseOperator):
         lake_conn_id: str = LakeHook.default_conn_name,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         feast_conn_id: str = FeastHook.default_conn_name,
+        storage_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if storage_conn_id is not None:
+            warnings.warn("storage_conn_id is now lake_conn_id", DeprecationWarning, stacklevel=2)
+            lake_conn_id = storage_conn_id
         self.spec_path = spec_path
         self.lake_conn_id = lake_conn_id
         self.mlflow_conn_id = mlflow_conn_id

@@ -83,7 +83,10 @@ class ChallengerGateOperator(PipelineOperator, BaseBranchOperator):
         decision = registry.challenge(self.mlflow, self.storage, self.spec, self.candidate)
         self.log.info("gate for v%s: %s", self.candidate["version"], decision.summary())
         context["ti"].xcom_push(key="decision", value=decision.summary())
-        return [self.promote_to] if decision.promote else []
+        if decision.promote:
+            return [self.promote_to]
+        registry.reject(self.mlflow, self.spec.registered_model_name, self.candidate["version"], decision.reasons)
+        return []
 
     def execute(self, context: Context) -> Any:
         with bad_data_fails_fast():
@@ -101,15 +104,10 @@ class InfraValidationOperator(PipelineOperator):
 
     def run(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.steps import registry
-        from airflow_mlops.storage import read_parquet
 
-        spec = self.spec
-        frame = read_parquet(self.storage, self.candidate["training_set"])
-        sample = frame[spec.data.feature_names].tail(spec.training.infra_validation_rows)
         try:
-            return registry.infra_validate(self.mlflow, self.candidate["model_uri"], sample)
-        except RuntimeError as exc:
-            registry.reject(self.mlflow, spec.registered_model_name, self.candidate["version"], [str(exc)])
+            return registry.validate_infra(self.mlflow, self.storage, self.spec, self.candidate)
+        except RuntimeError as exc:  # the model does not load or score: a retry will not change that
             raise AirflowFailException(str(exc)) from exc
 
 

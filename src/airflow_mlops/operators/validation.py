@@ -18,33 +18,31 @@ if TYPE_CHECKING:
 
 class ValidateDataOperator(DailyOperator):
     """GX gate. ``stage="raw"``: the day's landed partition, quarantined when blocked.
-    ``stage="training"``: the training set built upstream (``source`` is its storage key)."""
+    ``stage="training"``: the training set built upstream (``training_set``, its record)."""
 
-    template_fields = (*DailyOperator.template_fields, "source")
+    template_fields = (*DailyOperator.template_fields, "training_set")
     operator_extra_links = (ValidationResultLink(),)
 
-    def __init__(self, *, stage: Literal["raw", "training"], source: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, stage: Literal["raw", "training"], training_set: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.stage = stage
-        self.source = source
+        self.training_set = training_set
 
     def run(self, context: Context) -> ValidationRecord:
-        from airflow_mlops.steps.validation import ValidationFailed, validate_stored
+        from airflow_mlops.steps import validation
 
         spec, storage = self.spec, self.storage
         if self.stage == "raw":
             folder = keys.raw_partition(spec, self.ds)
-        elif self.source:
-            folder = self.source.rsplit("/", 1)[0]
+        elif self.training_set:
+            folder = keys.training_set_folder(spec, self.training_set["as_of"])
         else:
-            raise AirflowFailException("training-set validation needs the training set key as source")
-        report, record = validate_stored(storage, spec, self.stage, folder)
+            raise AirflowFailException("training-set validation needs the training set's record (training_set=)")
+        report, record = validation.validate_stored(storage, spec, self.stage, folder)
         self.log.info("validation of %s: %s", folder, record)
         context["ti"].xcom_push(key="validation", value=record)
         if report.passed:
             return record
         if self.stage == "raw":
-            target = keys.quarantine_partition(spec, self.ds)
-            storage.move(folder, target)
-            self.log.error("quarantined %s to %s", folder, target)
-        raise ValidationFailed(report)
+            self.log.error("quarantined %s to %s", folder, validation.quarantine(storage, spec, self.ds))
+        raise validation.ValidationFailed(report)

@@ -8,7 +8,7 @@ single declaration of the features; where the registry and stores live comes fro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -44,11 +44,17 @@ class FeastTarget:
             from feast.infra.online_stores.redis import RedisOnlineStore
 
             RedisOnlineStore()._get_client(online).ping()  # Feast's own client, as materialisation uses it
-        elif kind == "sqlite":
+        elif kind == "sqlite":  # Feast creates the file on its first write; its folder must be there
+            import os
             import sqlite3
+            from pathlib import Path
 
-            with sqlite3.connect(online.path) as connection:
-                connection.execute("select 1")
+            path = Path(online.path)
+            if path.exists():
+                with sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True) as connection:
+                    connection.execute("select 1")
+            elif not os.access(path.parent, os.W_OK):
+                raise FileNotFoundError(f"SQLite online store {path}: folder {path.parent} is missing or not writable")
         return (
             f"Feast project '{store.project}': registry read ({len(views)} feature view(s)), {kind} online store open"
         )
@@ -103,8 +109,8 @@ def materialize_window(spec: PipelineSpec, ds: date, newest: date) -> tuple[date
     without comparing timestamps; ending at the newest partition (not at ``ds``) means re-running an
     old day can never put older values back online.
     """
-    start = datetime.combine(ds - timedelta(days=spec.features.overlap_days), datetime.min.time(), timezone.utc)
-    return start, datetime.combine(max(ds, newest) + timedelta(days=1), datetime.min.time(), timezone.utc)
+    start = datetime.combine(ds - timedelta(days=spec.features.overlap_days), datetime.min.time(), UTC)
+    return start, datetime.combine(max(ds, newest) + timedelta(days=1), datetime.min.time(), UTC)
 
 
 def offline_days(storage: Storage, spec: PipelineSpec) -> list[str]:

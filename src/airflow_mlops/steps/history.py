@@ -60,7 +60,7 @@ def days(storage: Storage, spec: PipelineSpec, known: list[Version]) -> list[Day
     """One row per monitored day, in date order; ``known`` is ``versions()``, read once by the caller."""
     promoted = [v for v in known if v.decision == PROMOTED]
     rows = []
-    for key in storage.files(keys.reports_prefix(spec), "decision.json"):
+    for key in storage.files(keys.reports_prefix(spec), f"/{keys.DECISION}"):
         ds = keys.partition_day(key)
         decision: dict[str, Any] = json.loads(storage.read_bytes(key))
         performance = (decision.get("performance") or {}).get(spec.training.primary_metric)

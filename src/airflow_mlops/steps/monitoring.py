@@ -125,16 +125,15 @@ def decide_retraining(
 def score_day(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds: date) -> ScoringRecord | None:
     """Score the day's validated features with the champion and replace the day's predictions;
     ``None`` while there is no champion yet."""
-    import mlflow
-
     from airflow_mlops.steps.registry import champion_version
+    from airflow_mlops.steps.training import load_model
 
     name = spec.registered_model_name
     champion = champion_version(target, name)
     if champion is None:
         return None
     frame = read_partition(storage, keys.offline_partition(spec, ds))
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{champion.version}")
+    model = load_model(f"models:/{name}/{champion.version}")
     scored = score(model, frame, spec, str(champion.version))
     key = keys.predictions(spec, ds)
     storage.write_parquet(key, scored)

@@ -124,6 +124,7 @@ def log_and_register(
     target: MlflowTarget,
     *,
     experiment: str,
+    run_name: str,
     model_name: str,
     model: Any,
     metrics: dict[str, float],
@@ -152,7 +153,7 @@ def log_and_register(
             reused=True,
         )
     experiment_id = target.experiment_id(experiment)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=tags.get("run_name"), tags=tags) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         mlflow.log_params({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in params.items()})
         mlflow.log_metrics({f"{HOLDOUT_PREFIX}{k}": v for k, v in metrics.items()})
         for name, payload in artifacts.items():
@@ -174,7 +175,7 @@ def log_and_register(
     client = target.client()
     client.set_model_version_tag(model_name, version, Tag.TRAINING_KEY, training_key)
     for key, value in tags.items():  # the version carries its lineage, not only its run
-        if key != "run_name" and value:
+        if value:
             client.set_model_version_tag(model_name, version, key, value)
     return Candidate(experiment_id, run.info.run_id, version, f"models:/{model_name}/{version}", metrics)
 
@@ -263,9 +264,7 @@ def gate(
 
 def challenge(target: MlflowTarget, storage: Storage, spec: PipelineSpec, candidate: CandidateRecord) -> GateDecision:
     """Gate a candidate against the current champion, both scored on the candidate's own holdout (the
-    newest labelled days), so the comparison is like for like; a rejected candidate is tagged so."""
-    import mlflow
-
+    newest labelled days), so the comparison is like for like."""
     from airflow_mlops.steps import training
     from airflow_mlops.storage import read_parquet
 
@@ -275,12 +274,9 @@ def challenge(target: MlflowTarget, storage: Storage, spec: PipelineSpec, candid
     if champion is not None and str(champion.version) != candidate["version"]:
         frame = read_parquet(storage, candidate["training_set"])
         holdout = training.time_split(frame, spec.data.timestamp_column, spec.training.holdout_days).holdout
-        model = mlflow.sklearn.load_model(f"models:/{name}/{champion.version}")
+        model = training.load_model(f"models:/{name}/{champion.version}", "sklearn")
         champion_metrics, versus = training.evaluate(model, holdout, spec.data), str(champion.version)
-    decision = gate(spec.training.thresholds, candidate["metrics"], champion_metrics, versus)
-    if not decision.promote:
-        reject(target, name, candidate["version"], decision.reasons)
-    return decision
+    return gate(spec.training.thresholds, candidate["metrics"], champion_metrics, versus)
 
 
 def promote(target: MlflowTarget, model_name: str, version: str, reason: str) -> str | None:
@@ -301,6 +297,22 @@ def reject(target: MlflowTarget, model_name: str, version: str, reasons: list[st
     client = target.client()
     client.set_model_version_tag(model_name, version, Tag.DECISION, REJECTED)
     client.set_model_version_tag(model_name, version, Tag.DECISION_REASON, "; ".join(reasons)[:5000])
+
+
+def validate_infra(
+    target: MlflowTarget, storage: Storage, spec: PipelineSpec, candidate: CandidateRecord
+) -> dict[str, Any]:
+    """Infra validation of a candidate on the newest rows of its training set; a candidate that fails is
+    tagged rejected, and the :class:`RuntimeError` says why."""
+    from airflow_mlops.storage import read_parquet
+
+    frame = read_parquet(storage, candidate["training_set"])
+    sample = frame[spec.data.feature_names].tail(spec.training.infra_validation_rows)
+    try:
+        return infra_validate(target, candidate["model_uri"], sample)
+    except RuntimeError as exc:
+        reject(target, spec.registered_model_name, candidate["version"], [str(exc)])
+        raise
 
 
 def infra_validate(target: MlflowTarget, model_uri: str, sample: pd.DataFrame, timeout_s: int = 300) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -80,13 +80,31 @@ def build_model(model: ModelSpec, data: DataSpec) -> Any:
         return Pipeline([("encode", dense), ("model", LogisticRegression(**{"max_iter": 1000, **model.params}))])
 
     if importlib.util.find_spec("torch") is None:  # checked before fitting, not an epoch into it
-        raise SpecError(
-            f"trainer '{model.trainer}' needs PyTorch, which is not installed here: "
-            "pip install 'airflow-mlops[torch]' on the workers that train"
-        )
+        raise torch_missing(f"trainer '{model.trainer}'")
     from airflow_mlops.steps.torch_mlp import TorchMLPClassifier
 
     return Pipeline([("encode", dense), ("model", TorchMLPClassifier(**model.params))])
+
+
+def torch_missing(what: str) -> SpecError:
+    """The error for a torch_mlp model on a worker without the ``torch`` extra: it names the extra."""
+    return SpecError(
+        f"{what} needs PyTorch, which is not installed here: pip install 'airflow-mlops[torch]' on every "
+        "worker that trains, validates or scores torch_mlp models"
+    )
+
+
+def load_model(model_uri: str, flavor: Literal["sklearn", "pyfunc"] = "pyfunc") -> Any:
+    """A registered model, through MLflow's sklearn or pyfunc flavor; a torch_mlp model on a worker
+    without torch fails with :func:`torch_missing`, not a bare ``ModuleNotFoundError``."""
+    import mlflow
+
+    try:
+        return mlflow.sklearn.load_model(model_uri) if flavor == "sklearn" else mlflow.pyfunc.load_model(model_uri)
+    except ModuleNotFoundError as exc:
+        if exc.name == "torch":
+            raise torch_missing(f"model {model_uri}") from exc
+        raise
 
 
 def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame) -> Any:
@@ -152,7 +170,6 @@ def train_candidate(
     model = fit(spec.training.model, spec.data, split.train)
     metrics = evaluate(model, split.holdout, spec.data)
     tags = {
-        "run_name": f"{spec.name}-{training_set['as_of']}",
         Tag.PIPELINE: spec.name,
         Tag.TRIGGER: lineage.trigger,
         Tag.AS_OF: training_set["as_of"],
@@ -168,6 +185,7 @@ def train_candidate(
     candidate = registry.log_and_register(
         target,
         experiment=spec.name,
+        run_name=f"{spec.name}-{training_set['as_of']}",
         model_name=spec.registered_model_name,
         model=model,
         metrics=metrics,

@@ -194,3 +194,10 @@ def validate_stored(
         "result_key": result_key,
     }
     return report, record
+
+
+def quarantine(storage: Storage, spec: PipelineSpec, ds: str) -> str:
+    """Move a blocked day's raw partition aside, so nothing downstream reads it; returns where it went."""
+    target = keys.quarantine_partition(spec, ds)
+    storage.move(keys.raw_partition(spec, ds), target)
+    return target

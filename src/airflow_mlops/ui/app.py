@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from airflow_mlops.contracts import Tag
 from airflow_mlops.hooks import FeastHook, LakeHook, MlflowHook
 from airflow_mlops.steps.registry import MlflowTarget
 from airflow_mlops.storage import Storage
@@ -155,7 +156,7 @@ def mlflow_run(run_id: str, request: Request, found: Pipelines, target: Mlflow) 
         run = client.get_run(run_id)
     except MlflowException as exc:
         raise HTTPException(404, f"no MLflow run {run_id!r}") from exc
-    pipeline = run.data.tags.get("pipeline")
+    pipeline = run.data.tags.get(Tag.PIPELINE)
     if pipeline not in {p.name for p in found if p.spec is not None}:
         raise HTTPException(404, f"no MLflow run {run_id!r} of a pipeline you may read")
     versions = client.search_model_versions(f"run_id = '{run_id}'")

@@ -155,9 +155,10 @@ def overview(pipeline: Pipeline, storage: Storage, target: MlflowTarget) -> Over
         else {}
     )
     days = history.days(storage, spec, versions)
-    drift_reports = {keys.partition_day(key): key for key in storage.files(keys.reports_prefix(spec), "/drift.html")}
+    reports = storage.files(keys.reports_prefix(spec), f"/{keys.DRIFT_REPORT}")
+    drift_reports = {keys.partition_day(key): key for key in reports}
     validations: list[Validation] = []
     for stage in ("raw", "training"):
-        results = storage.files(f"{pipeline.folder('validation')}/{stage}", ".json")[-LATEST_VALIDATIONS:]
+        results = storage.files(keys.validation_results(spec, stage), ".json")[-LATEST_VALIDATIONS:]
         validations.extend(validation(storage, key) for key in reversed(results))
     return Overview(pipeline, aliases, versions, days, drift_reports, validations)

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from airflow_mlops.contracts import CHAMPION
 from airflow_mlops.links import version_anchor
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def pipeline_section(view: Overview, prefix: str) -> Section:
     aliases_of: dict[str, list[str]] = {}
     for alias, version in sorted(view.aliases.items()):
         aliases_of.setdefault(version, []).append(alias)
-    champion = view.aliases.get("champion")
+    champion = view.aliases.get(CHAMPION)
     versions = list(reversed(view.versions))
     metric_names = sorted({m for v in versions for m in v.metrics})
     return {
