@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import pytest
 
 from airflow_mlops.dev.demo import MARKER, Plan, fresh_home
@@ -22,3 +24,12 @@ def test_plan_puts_both_shifts_after_the_first_champion():
     plan = Plan()
     assert plan.first_training_day < plan.covariate_shift_day < plan.concept_shift_day < plan.days
     assert (plan.covariate_shift_day, plan.concept_shift_day) == (33, 46)
+
+
+def test_cli_works_on_the_project_folder_it_is_given(tmp_path, capsys):
+    from airflow_mlops.dev.cli import main
+
+    assert main(["env", "--project", str(tmp_path), "--home", "stack"]) == 0
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in capsys.readouterr().out.splitlines())
+    assert exports["AIRFLOW__CORE__DAGS_FOLDER"] == str(tmp_path / "dags")
+    assert exports["AIRFLOW_HOME"] == str(tmp_path / "stack" / "airflow")  # --home is relative to the project

@@ -42,7 +42,7 @@ def test_time_split_too_short_is_explained(labelled):
 @pytest.mark.parametrize("trainer", ["sklearn_gradient_boosting", "sklearn_logistic_regression", "torch_mlp"])
 def test_each_trainer_learns_the_signal(labelled, spec, trainer):
     if trainer == "torch_mlp":
-        pytest.importorskip("torch", reason="the torch extra is not installed (the Python 3.12 run)")
+        pytest.importorskip("torch", reason="the torch extra is not installed here")
     params = {"epochs": 20} if trainer == "torch_mlp" else {}
     split = training.time_split(labelled, "event_timestamp", 2)
     model = training.fit(ModelSpec(trainer=trainer, params=params), spec.data, split.train)

@@ -50,7 +50,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
-    parser.add_argument(
+    project = argparse.ArgumentParser(add_help=False)  # the stack commands work on a project folder
+    project.add_argument(
         "--project",
         type=Path,
         default=Path.cwd(),
@@ -62,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("specs", nargs="+", type=Path)
     validate.set_defaults(func=_validate)
 
-    env = commands.add_parser("env", help="print the embedded stack's environment as shell exports")
+    env = commands.add_parser(
+        "env", parents=[project], help="print the embedded stack's environment as shell exports (creates its folders)"
+    )
     env.add_argument(
         "--home",
         default=".local",
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     env.add_argument("--port", type=int, default=8080)
     env.set_defaults(func=_env)
 
-    demo = commands.add_parser("demo", help="replay the level-1 scenario through the real scheduler")
+    demo = commands.add_parser("demo", parents=[project], help="replay the level-1 scenario through the real scheduler")
     demo.add_argument(
         "--home", default=".local/demo", help="folder for the demo's stack (default .local/demo, in the project folder)"
     )
