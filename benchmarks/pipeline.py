@@ -88,7 +88,7 @@ def plain(home: Path, as_of: date) -> None:
         if not decision.promote:
             raise SystemExit(f"plain run's candidate was rejected: {decision.summary()}")
         registry.validate_infra(target, lake, spec, candidate)
-        registry.promote(target, spec.registered_model_name, candidate["version"], "benchmark")
+        registry.promote(target, spec.registered_model_name, candidate["version"], "benchmark", gated_against=None)
         out.update(rows=training_set["rows"], metrics=candidate["metrics"])
 
 

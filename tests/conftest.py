@@ -9,10 +9,15 @@ import tempfile
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import pandas as pd
 import pytest
 
 from airflow_mlops.dev.embedded import embedded_env
+
+if TYPE_CHECKING:
+    from airflow_mlops.steps.registry import Candidate, MlflowTarget
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = ROOT / "include" / "pipelines" / "churn.yaml"
@@ -35,12 +40,68 @@ def spec() -> PipelineSpec:
     return load_spec(SPEC_PATH)
 
 
+def spec_variant(tmp: Path, stem: str, **changes: object) -> Path:
+    """The demo spec with some settings changed (a section's dict is merged, other values replace), written
+    to ``tmp/<stem>.yaml`` (suites resolved to the repository's)."""
+    import yaml
+
+    raw = yaml.safe_load(SPEC_PATH.read_text())
+    raw["features"]["raw_suite"] = str((SPEC_PATH.parent / raw["features"]["raw_suite"]).resolve())
+    raw["training"]["training_suite"] = str((SPEC_PATH.parent / raw["training"]["training_suite"]).resolve())
+    for key, value in changes.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) else value
+    path = tmp / f"{stem}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 @pytest.fixture(scope="session")
 def scenario_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Raw partitions of the small scenario; read-only for tests (copy before changing)."""
     root = tmp_path_factory.mktemp("lake")
     churn_data.write(SMALL, root)
     return root
+
+
+@pytest.fixture(scope="session")
+def labelled(spec: PipelineSpec) -> pd.DataFrame:
+    """Eight days of the small scenario's snapshots joined with their labels: a training set."""
+    frames = []
+    for index in range(8):
+        snap = churn_data.snapshot(SMALL, index)
+        labels = churn_data.labels_arriving(SMALL, index + SMALL.label_delay_days)
+        frames.append(snap.merge(labels, on=["customer_id", "event_timestamp"]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def register_candidate(
+    target: MlflowTarget,
+    spec: PipelineSpec,
+    labelled: pd.DataFrame,
+    key: str,
+    as_of: str = "2026-01-08",
+    model_name: str | None = None,
+) -> Candidate:
+    """Fit a quick model on ``labelled`` and log and register it under training key ``key``."""
+    from airflow_mlops.spec import ModelSpec
+    from airflow_mlops.steps import registry, training
+
+    split = training.time_split(labelled, "event_timestamp", 2)
+    model = training.fit(ModelSpec(trainer="sklearn_logistic_regression"), spec.data, split.train)
+    metrics = training.evaluate(model, split.holdout, spec.data)
+    return registry.log_and_register(
+        target,
+        experiment="churn",
+        run_name=f"churn-{as_of}",
+        model_name=model_name or spec.registered_model_name,
+        model=model,
+        metrics=metrics,
+        params={"trainer": "lr"},
+        tags={"logical_date": as_of, "trigger": "test", "training_set": "x"},
+        training_key=key,
+        input_example=split.holdout[spec.data.feature_names].head(3),
+        artifacts={"validation/training_set.json": {"passed": True}},
+    )
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder={str(dags_folder)!r})
 print(json.dumps({{
     "dags": {{d: [t.task_id for t in bag.dags[d].tasks] for d in bag.dags}},
-    "schedules": {{d: bag.dags[d].schedule for d in bag.dags}},
+    "schedules": {{d: [type(bag.dags[d].timetable).__name__, bag.dags[d].timetable.expression] for d in bag.dags}},
     "errors": {{k: str(v) for k, v in bag.import_errors.items()}},
     "heavy": sorted(m for m in {HEAVY!r} if m in sys.modules),
 }}))
@@ -41,10 +41,10 @@ def test_dag_files_import_without_errors_or_heavy_libraries():
         "promote_champion",
     ]
     assert report["heavy"] == [], f"imported at parse time: {report['heavy']}"
-    assert report["schedules"] == {
-        "churn_features": "@daily",
-        "churn_training": "@weekly",
-        "churn_monitoring": "@daily",
+    assert report["schedules"] == {  # data intervals: the run at D+1 00:00 processes the complete day D
+        "churn_features": ["CronDataIntervalTimetable", "0 0 * * *"],
+        "churn_training": ["CronDataIntervalTimetable", "0 0 * * 0"],
+        "churn_monitoring": ["CronDataIntervalTimetable", "0 0 * * *"],
     }
 
 
@@ -93,5 +93,19 @@ print(json.dumps({{f"{{d}}.{{t.task_id}}": t.queue for d in bag.dags for t in ba
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     queues = json.loads(out.stdout.strip().splitlines()[-1])
     assert queues.pop("churn_gpu_training.train_model") == "gpu"
-    assert queues["churn_training.train_model"] == "cpu" and len(queues) == 2 * 15 - 1
+    assert queues["churn_training.train_model"] == "cpu" and len(queues) == 2 * 16 - 1
     assert set(queues.values()) == {"cpu"}
+
+
+def test_every_task_rides_out_an_outage_and_cannot_hang_a_worker():
+    """Retries with backoff for about seven minutes (an MLflow restart), and a timeout on every task."""
+    from datetime import timedelta
+
+    from airflow_mlops.factory import build_pipelines
+
+    for dag in build_pipelines(SPEC_PATH).values():
+        for task in dag.tasks:
+            assert task.retries >= 3 and task.retry_exponential_backoff, (dag.dag_id, task.task_id)
+            assert task.execution_timeout is not None, (dag.dag_id, task.task_id)
+            total = sum((task.retry_delay * 2**n for n in range(task.retries)), timedelta())
+            assert total >= timedelta(minutes=5), (dag.dag_id, task.task_id, total)

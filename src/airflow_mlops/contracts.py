@@ -111,10 +111,13 @@ class GateRecord(TypedDict):
 
 
 class PromotionRecord(ModelRecord):
-    """``promote_champion``: the version that is champion now, and the one it replaced."""
+    """``promote_champion``: the champion now, the ``previous`` alias, whether this run moved the
+    champion and why (it does not when the gate's verdict went stale)."""
 
-    champion: str
+    champion: str | None
     previous: str | None
+    moved: bool
+    reason: str
 
 
 class ScoringRecord(TypedDict):

@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, Param, XComArg
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, XComArg
+from airflow.sdk.bases.timetable import BaseTimetable
 
 from airflow_mlops.operators.features import PublishFeaturesOperator
 from airflow_mlops.operators.monitoring import (
@@ -34,7 +36,16 @@ from airflow_mlops.operators.validation import ValidateDataOperator
 from airflow_mlops.sensors.partition import PartitionSensor
 from airflow_mlops.spec import PipelineSpec, load_spec
 
-DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(seconds=30), "owner": "mlops"}
+# Outages (MLflow restarting, S3 throttling, Redis failing over) are retried for about 7 minutes: 30 s, 1, 2
+# and 4 min. Bad data never is (it fails for good). No task may hang a worker slot for more than an hour.
+DEFAULT_ARGS = {
+    "retries": 4,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+    "execution_timeout": timedelta(hours=1),
+    "owner": "mlops",
+}
 
 
 # "x-" schemes are Airflow's convention for custom URIs: no provider normaliser is looked up, which
@@ -49,10 +60,19 @@ def monitoring_asset(spec: PipelineSpec) -> Asset:
     return Asset(name=f"{spec.name}.monitoring", uri=f"x-mlops://{spec.name}/monitoring")
 
 
+def timetable(schedule: str | None) -> BaseTimetable | str | None:
+    """Cron schedules as data intervals, stated explicitly (Airflow 3's default for a cron string fires at
+    D 00:00 with ``ds = D``, a day that has not happened yet). The run that fires at D+1 00:00 covers
+    [D, D+1): its logical date is the complete day D, the same day a backfill of D processes."""
+    if schedule is None or schedule == "@once":
+        return schedule
+    return CronDataIntervalTimetable(schedule, timezone="UTC")
+
+
 def _dag(spec: PipelineSpec, kind: str, schedule: str | None, doc: str, **kwargs: Any) -> DAG:
     return DAG(
         dag_id=spec.dag_id(kind),  # type: ignore[arg-type]
-        schedule=schedule,
+        schedule=timetable(schedule),
         start_date=datetime.combine(spec.start_date, datetime.min.time(), UTC),
         catchup=False,
         default_args={**DEFAULT_ARGS, "owner": spec.owner},
@@ -108,6 +128,7 @@ def training_dag(spec: PipelineSpec) -> DAG:
             task_id="train_model",
             training_set=build.output,
             validation=gate.output,
+            execution_timeout=timedelta(minutes=spec.training.timeout_minutes),
             **training_queue,
             **common,
         )
@@ -131,6 +152,11 @@ def monitoring_dag(spec: PipelineSpec) -> DAG:
         "score, watch drift and performance, ask for retraining",
         max_active_runs=1,
     ) as dag:
+        # Days are decided in order, whatever the concurrency (a backfill runs up to 10 at once): a day
+        # starts once the day before is settled, its retraining decision made and the training run it
+        # triggered finished, so each day counts the day before in its cooldown and is scored by the
+        # champion that training left.
+        settled = EmptyOperator(task_id="previous_day_settled", wait_for_downstream=True)
         wait = PartitionSensor(task_id="wait_for_features", dataset="features", **common)
         score = ScoreBatchOperator(task_id="score_batch", **common)
         drift = DetectDriftOperator(task_id="detect_drift", scoring=score.output, **common)
@@ -152,7 +178,8 @@ def monitoring_dag(spec: PipelineSpec) -> DAG:
             deferrable=True,
             poke_interval=10,
         )
-        wait >> score >> [drift, performance] >> decide >> trigger
+        settled >> wait >> score >> [drift, performance] >> decide >> trigger
+        settled >> trigger  # what the next day's previous_day_settled waits for, with wait_for_downstream
     return dag
 
 

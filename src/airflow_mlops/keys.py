@@ -34,6 +34,12 @@ def raw_partition(spec: PipelineSpec, ds: date | str) -> str:
     return partition(spec.data.raw_path, ds)
 
 
+def completion_marker(spec: PipelineSpec, ds: date | str) -> str | None:
+    """The file that says a raw day has fully landed, when the spec asks producers for one."""
+    marker = spec.data.completion_marker
+    return f"{raw_partition(spec, ds)}/{marker}" if marker else None
+
+
 def labels_partition(spec: PipelineSpec, ds: date | str) -> str:
     """Where the labels that arrived on a day land."""
     return partition(spec.data.labels_path, ds)
@@ -57,15 +63,15 @@ def quarantine_partition(spec: PipelineSpec, ds: date | str) -> str:
     return partition(quarantine_prefix(spec), ds)
 
 
-def training_set(spec: PipelineSpec, as_of: date | str) -> str:
-    day = as_of.isoformat() if isinstance(as_of, date) else as_of
-    return f"{training_set_folder(spec, day)}/training_set.parquet"
+def training_set(spec: PipelineSpec, as_of: date | str, fingerprint: str) -> str:
+    return f"{training_set_folder(spec, as_of, fingerprint)}/training_set.parquet"
 
 
-def training_set_folder(spec: PipelineSpec, as_of: date | str) -> str:
-    """The folder of one ``as_of`` 's training set: what the training-set gate validates."""
+def training_set_folder(spec: PipelineSpec, as_of: date | str, fingerprint: str) -> str:
+    """One training set, addressed by its day and content: a re-run on changed data writes a new one, so
+    the set an older model version's ``training_set`` tag points to is never overwritten."""
     day = as_of.isoformat() if isinstance(as_of, date) else as_of
-    return f"training_sets/{spec.name}/as_of={day}"
+    return f"training_sets/{spec.name}/as_of={day}/data={fingerprint}"
 
 
 def validation_prefix(spec: PipelineSpec) -> str:

@@ -53,6 +53,8 @@ class _Strict(BaseModel):
 class Column(_Strict):
     name: Name
     dtype: Literal["int64", "float64", "string"]
+    max_null_fraction: float | None = Field(default=None, ge=0, le=1)
+    """Overrides ``data.max_null_fraction`` for this column."""
 
     @property
     def categorical(self) -> bool:
@@ -68,6 +70,11 @@ class DataSpec(_Strict):
     timestamp_column: Name = "event_timestamp"
     label_column: Name
     features: list[Column] = Field(min_length=1)
+    # Share of nulls a feature may have in a landed day or a training set before the gate blocks it.
+    max_null_fraction: float = Field(default=0.05, ge=0, le=1)
+    # A file producers write into a day's folder once every part of it has landed (e.g. "_SUCCESS", as
+    # Spark and Hadoop do); the features DAG waits for it. Unset: the first parquet file starts the day.
+    completion_marker: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
     @field_validator("features")
     @classmethod
@@ -131,6 +138,8 @@ class TrainingSpec(_Strict):
     # Queue of train_model, e.g. "gpu" for GPU workers; None keeps Airflow's [operators] default_queue.
     queue: QueueName | None = None
     infra_validation_rows: int = Field(default=20, ge=1)
+    # How long train_model may run before Airflow stops it (every other task: one hour).
+    timeout_minutes: int = Field(default=240, ge=1)
 
     @model_validator(mode="after")
     def _holdout_fits(self) -> TrainingSpec:

@@ -55,7 +55,8 @@ class Storage(ABC):
 
     @abstractmethod
     def files(self, prefix: str, suffix: str = "") -> list[str]:
-        """Keys of the files below ``prefix``, sorted, hidden ones (``.name``) left out; empty when none."""
+        """Keys of the files below ``prefix``, sorted; hidden files and anything in a hidden folder (``.name``)
+        left out; empty when none."""
 
     @abstractmethod
     def write_bytes(self, key: str, data: bytes) -> str:
@@ -120,11 +121,14 @@ class LocalStorage(Storage):
         base = self.path(prefix)
         if not base.is_dir():
             return []
-        return sorted(
-            str(p.relative_to(self.root.resolve()))
-            for p in base.rglob(f"*{suffix}")
-            if p.is_file() and not p.name.startswith(".")
-        )
+        root = self.root.resolve()
+        found = []
+        for folder, subfolders, names in os.walk(base):
+            # Hidden folders are a killed replace_folder's staging (.name.<hex>.tmp) or trash (.old).
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            keys = ((Path(folder) / name).relative_to(root).as_posix() for name in names if not name.startswith("."))
+            found += [key for key in keys if key.endswith(suffix)]
+        return sorted(found)
 
     def write_bytes(self, key: str, data: bytes) -> str:
         target = self.path(key)
@@ -237,9 +241,9 @@ class S3Storage(Storage):
 
     def files(self, prefix: str, suffix: str = "") -> list[str]:
         return sorted(
-            self._relative(k)
-            for k in self._below(self.object_key(prefix))
-            if k.endswith(suffix) and not posixpath.basename(k).startswith(".")
+            relative
+            for relative in map(self._relative, self._below(self.object_key(prefix)))
+            if relative.endswith(suffix) and not any(part.startswith(".") for part in relative.split("/"))
         )
 
     def write_bytes(self, key: str, data: bytes) -> str:
@@ -312,17 +316,28 @@ def open_storage(uri: str, aws_conn_id: str = AWS_CONN_ID) -> Storage:
 
 
 def read_parquet(storage: Storage, key: str) -> pd.DataFrame:
-    """One parquet file; :class:`DataError` naming its location when it is missing or unreadable."""
+    """One parquet file; :class:`DataError` naming its location when it is missing or cannot be decoded.
+
+    Only the file is blamed: an S3 timeout, a 5xx or a throttling reply while fetching it propagates as it
+    is, so the task retries instead of failing for good on data that is fine.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         # A local file is memory-mapped; an object is fetched once and read without another copy.
-        source = storage.path(key) if isinstance(storage, LocalStorage) else pa.BufferReader(storage.read_bytes(key))
-        table = pq.read_table(source, memory_map=True)
+        source = pa.memory_map(str(storage.path(key))) if isinstance(storage, LocalStorage) else None
+        if source is None:
+            source = pa.BufferReader(storage.read_bytes(key))
+    except FileNotFoundError as exc:
+        raise DataError(f"cannot read {storage.location(key)}: it does not exist") from exc
+    try:
+        table = pq.read_table(source)
         # Column by column, each Arrow buffer freed once converted: peak memory ~ one copy of the data.
         return table.to_pandas(split_blocks=True, self_destruct=True)
-    except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
+    except MemoryError:
+        raise
+    except Exception as exc:  # the bytes are all here: pyarrow raises several unrelated types for a bad file
         raise DataError(f"cannot read {storage.location(key)}: {type(exc).__name__}: {exc}") from exc
 
 

@@ -2,6 +2,12 @@
 specification's JSON schema, every reference inside it (services, volumes, variables, ports, connections,
 databases, bucket, pools, queues), the Dockerfile's inputs, and the placeholders of .env.example.
 
+Then its security, one property per test: MLflow listens on loopback only and behind its basic-auth app,
+with the admin login from .env that Airflow's connection carries; MinIO's root keys stay in minio and
+minio-init, which gives Airflow, MLflow and data producers a user each whose policy (deploy/minio) allows
+only their prefixes (producers: uploads under lake/raw/); no service logs in to Postgres as the superuser
+(deploy/postgres); and each secret reaches only the services that need it.
+
 tests/data/compose-spec.json is schema/compose-spec.json of github.com/compose-spec/compose-spec at commit
 170098ba07d9f53c383a41bfd4c5166b0a4529a6 (2026-06-23), vendored unchanged.
 """
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import configparser
 import fnmatch
 import importlib
 import importlib.util
@@ -17,6 +24,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +43,19 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
 LOCAL_SETTINGS = ROOT / "deploy" / "airflow" / "airflow_local_settings.py"
+POSTGRES_INIT = ROOT / "deploy" / "postgres" / "init-databases.sh"
+MINIO_POLICIES = ROOT / "deploy" / "minio"
+MLFLOW_AUTH_INI = ROOT / "deploy" / "mlflow" / "basic_auth.ini"
+PIPELINES = ROOT / "include" / "pipelines"
+AIRFLOW_SERVICES = (
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-worker-gpu",
+)
 PLACEHOLDER = "change-me"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|KEY")
 
@@ -144,20 +165,7 @@ def test_missing_secret_stops_compose_with_a_message(example_env):
 
 
 def test_the_issue_s_services_are_all_there(services):
-    expected = {
-        "postgres",
-        "redis",
-        "minio",
-        "minio-init",
-        "mlflow",
-        "airflow-init",
-        "airflow-apiserver",
-        "airflow-scheduler",
-        "airflow-dag-processor",
-        "airflow-triggerer",
-        "airflow-worker",
-        "airflow-worker-gpu",
-    }
+    expected = {"postgres", "redis", "minio", "minio-init", "mlflow", *AIRFLOW_SERVICES}
     assert expected <= set(services)
     gpu = services["airflow-worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert gpu == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
@@ -198,14 +206,25 @@ def test_volumes_are_declared_used_and_bind_mounts_exist(compose, services):
     assert declared == used, f"declared but unused volumes: {sorted(declared - used)}"
 
 
+def port_bindings(service: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(host address, host port, container port) of each ``ports`` entry, in the short syntax
+    ``[ADDRESS:]HOST:CONTAINER[/PROTOCOL]``; no address means every interface, 0.0.0.0."""
+    bindings = []
+    for entry in service.get("ports", []):
+        assert isinstance(entry, str), f"use the short syntax, as a string: {entry!r}"
+        *address, host, container = entry.split("/")[0].rsplit(":", 2)
+        bindings.append((address[0] if address else "0.0.0.0", int(host), int(container)))
+    return bindings
+
+
 def published_ports(service: dict[str, Any]) -> set[int]:
     """Ports the service's container listens on, as its ``ports`` and ``expose`` declare them."""
-    ports = {int(str(entry).split(":")[-1].split("/")[0]) for entry in service.get("ports", [])}
+    ports = {container for _, _, container in port_bindings(service)}
     return ports | {int(entry) for entry in service.get("expose", [])}
 
 
 def test_host_ports_are_not_published_twice(services):
-    host_ports = [str(entry).split(":")[0] for service in services.values() for entry in service.get("ports", [])]
+    host_ports = [host for service in services.values() for _, host, _ in port_bindings(service)]
     assert len(host_ports) == len(set(host_ports)), host_ports
 
 
@@ -288,15 +307,23 @@ def test_connections_are_valid_json_for_their_hooks(services, monkeypatch):
 
     from airflow_mlops.hooks import FeastHook, LakeHook, MlflowHook
 
-    bucket = services["minio-init"]["environment"]["MLOPS_BUCKET"]
+    minio_init = services["minio-init"]["environment"]
+    bucket = minio_init["MLOPS_BUCKET"]
     assert LakeHook().get_conn().uri == f"s3://{bucket}/lake"
     lake_aws_conn = definitions["AIRFLOW_CONN_MLOPS_STORAGE"]["extra"]["aws_conn_id"]
     aws = AwsConnectionWrapper(BaseHook.get_connection(lake_aws_conn))
     assert (aws.conn_type, aws.endpoint_url) == ("aws", "http://minio:9000")
-    assert aws.aws_access_key_id == services["minio"]["environment"]["MINIO_ROOT_USER"]
-    assert aws.aws_secret_access_key == services["minio"]["environment"]["MINIO_ROOT_PASSWORD"]
+    # the MinIO user minio-init creates for Airflow, not the root user
+    assert aws.aws_access_key_id == minio_init["MINIO_AIRFLOW_USER"]
+    assert aws.aws_secret_access_key == minio_init["MINIO_AIRFLOW_PASSWORD"]
 
-    assert MlflowHook().get_conn().tracking_uri == "http://mlflow:5000"
+    mlflow = MlflowHook().get_conn()
+    assert mlflow.tracking_uri == "http://mlflow:5000"
+    server = services["mlflow"]["environment"]
+    assert (mlflow.username, mlflow.password) == (
+        server["MLFLOW_AUTH_ADMIN_USERNAME"],
+        server["MLFLOW_AUTH_ADMIN_PASSWORD"],
+    )
     allowed_hosts = next(arg for arg in services["mlflow"]["command"] if arg.startswith("--allowed-hosts="))
     assert "mlflow:5000" in allowed_hosts.split("=", 1)[1].split(","), "the MLflow server would refuse the workers"
 
@@ -305,19 +332,42 @@ def test_connections_are_valid_json_for_their_hooks(services, monkeypatch):
     assert feast.offline_store.aws_conn_id == lake_aws_conn
 
 
-def test_databases_and_bucket_referenced_are_created(services):
-    init_sql = (ROOT / "deploy" / "postgres" / "init-databases.sql").read_text()
-    created = {services["postgres"]["environment"]["POSTGRES_DB"], *re.findall(r"CREATE DATABASE (\w+);", init_sql)}
-    bucket = services["minio-init"]["environment"]["MLOPS_BUCKET"]
-    texts = [str(value) for service in services.values() for value in service.get("environment", {}).values()]
-    texts += [
-        arg for service in services.values() if isinstance(service.get("command"), list) for arg in service["command"]
+def service_texts(service: dict[str, Any]) -> list[str]:
+    """The strings of a service that can name an endpoint: its environment values and its command."""
+    texts = [str(value) for value in service.get("environment", {}).values()]
+    command = service.get("command", [])
+    return texts + (command if isinstance(command, list) else [command])
+
+
+def postgres_urls(services: dict[str, Any]) -> list[tuple[str, str]]:
+    """(service, URL) of every Postgres URL a service connects with: in its environment, its command,
+    and the MLflow server's auth configuration file."""
+    urls = [
+        (name, url)
+        for name, service in services.items()
+        for text in service_texts(service)
+        for url in re.findall(r"postgres[\w+]*://[^\s\"',]+", text)
     ]
-    databases = {
-        urlsplit(url).path.strip("/") for text in texts for url in re.findall(r"postgres[\w+]*://[^\s\"',]+", text)
+    return [*urls, ("mlflow", mlflow_auth_config(services["mlflow"])["database_uri"])]
+
+
+def init_script_databases() -> dict[str, str]:
+    """Database -> owning role, as deploy/postgres/init-databases.sh leaves them."""
+    return dict(re.findall(r"^ALTER DATABASE (\w+) OWNER TO (\w+);$", POSTGRES_INIT.read_text(), re.M))
+
+
+def test_databases_and_bucket_referenced_are_created(services):
+    script = POSTGRES_INIT.read_text()
+    created = {
+        services["postgres"]["environment"]["POSTGRES_DB"],
+        *re.findall(r"'CREATE DATABASE (\w+)' WHERE NOT EXISTS", script),
     }
+    assert set(init_script_databases()) == created
+    bucket = services["minio-init"]["environment"]["MLOPS_BUCKET"]
+    texts = [text for service in services.values() for text in service_texts(service)]
+    databases = {urlsplit(url).path.strip("/") for _, url in postgres_urls(services)}
     buckets = {urlsplit(url).netloc for text in texts for url in re.findall(r"s3://[^\s\"',]+", text)}
-    assert databases == {"airflow", "mlflow", "feast"} and databases <= created
+    assert databases == {"airflow", "mlflow", "mlflow_auth", "feast"} and databases <= created
     assert buckets == {bucket}
 
 
@@ -428,6 +478,7 @@ def is_real_looking_secret(value: str) -> bool:
 def test_env_example_holds_placeholders_not_secrets(example_env):
     secrets = {key: value for key, value in example_env.items() if SECRET_NAME.search(key)}
     assert set(secrets) >= {"AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD"}
+    assert set(secrets) >= set(SERVICE_CREDENTIALS.values()) | {"MLFLOW_SECRET_KEY"}
     assert [key for key, value in secrets.items() if not value.startswith(PLACEHOLDER)] == []
     assert [key for key, value in example_env.items() if is_real_looking_secret(value)] == []
     assert is_real_looking_secret(Fernet.generate_key().decode()) and is_real_looking_secret(os.urandom(16).hex())
@@ -452,3 +503,437 @@ def test_env_check_refuses_placeholders_before_stores_initialise(services, examp
     assert all(key in refused.stderr for key in secrets), refused.stderr
     accepted = run_env_check(services, {key: os.urandom(16).hex() for key in secrets})
     assert accepted.returncode == 0, accepted.stderr
+
+
+# --- Security of the production topology ------------------------------------------------------------------
+# Each credential of .env.example for a client of a store, by what it is: one login per client and store.
+SERVICE_CREDENTIALS = {
+    "postgres role airflow": "AIRFLOW_DB_PASSWORD",
+    "postgres role mlflow": "MLFLOW_DB_PASSWORD",
+    "postgres role feast": "FEAST_DB_PASSWORD",
+    "minio user for airflow": "MINIO_AIRFLOW_PASSWORD",
+    "minio user for mlflow": "MINIO_MLFLOW_PASSWORD",
+    "minio user for producers": "MINIO_PRODUCER_PASSWORD",
+    "mlflow admin": "MLFLOW_ADMIN_PASSWORD",
+}
+LOOPBACK = {"127.0.0.1", "::1", "[::1]", "localhost"}
+# What a client may do to the objects under its prefixes: read, write, delete, and finish or abort uploads.
+OBJECT_ACTIONS = {
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+}
+
+
+def mounted_at(service: dict[str, Any], source: Path) -> str:
+    """Where a service mounts a file or folder of the repository."""
+    for mount in service.get("volumes", []):
+        host, target, *_ = mount.split(":")
+        if host.startswith(".") and (ROOT / host).resolve() == source.resolve():
+            return str(target)
+    raise AssertionError(f"{source.relative_to(ROOT)} is not mounted")
+
+
+def mlflow_auth_config(mlflow: dict[str, Any]) -> configparser.SectionProxy:
+    """The ``[mlflow]`` section of the basic-auth configuration the MLflow server reads."""
+    assert mlflow["environment"]["MLFLOW_AUTH_CONFIG_PATH"] == mounted_at(mlflow, MLFLOW_AUTH_INI)
+    parser = configparser.ConfigParser()
+    assert parser.read(MLFLOW_AUTH_INI) == [str(MLFLOW_AUTH_INI)]
+    return parser["mlflow"]
+
+
+def publicly_bound(service: dict[str, Any]) -> list[tuple[str, int, int]]:
+    return [binding for binding in port_bindings(service) if binding[0] not in LOOPBACK]
+
+
+def test_port_check_tells_loopback_from_every_interface():
+    assert publicly_bound({"ports": ["5000:5000", "0.0.0.0:5001:5000", "127.0.0.1:5002:5000"]}) == [
+        ("0.0.0.0", 5000, 5000),
+        ("0.0.0.0", 5001, 5000),
+    ]
+
+
+def test_mlflow_is_not_published_beyond_this_host(services):
+    assert publicly_bound(services["mlflow"]) == [], "MLflow must listen on 127.0.0.1 only"
+    assert {container for _, _, container in port_bindings(services["mlflow"])} <= {5000}
+
+
+def test_only_minio_s3_api_is_published_beyond_this_host(services):
+    """Producers upload to the S3 API, with keys that can write raw/ only; every UI (Airflow, MLflow, the
+    MinIO console with its root login) is for this host, or an SSH tunnel to it."""
+    public = {name: publicly_bound(service) for name, service in services.items() if publicly_bound(service)}
+    assert public == {"minio": [("0.0.0.0", 9000, 9000)]}
+    assert ("127.0.0.1", 9001, 9001) in port_bindings(services["minio"])
+    assert ("127.0.0.1", 8080, 8080) in port_bindings(services["airflow-apiserver"])
+
+
+def test_mlflow_runs_behind_its_basic_auth_app(services):
+    from importlib.metadata import entry_points
+
+    from mlflow.environment_variables import (
+        MLFLOW_AUTH_ADMIN_PASSWORD,
+        MLFLOW_AUTH_ADMIN_USERNAME,
+        MLFLOW_FLASK_SERVER_SECRET_KEY,
+    )
+
+    mlflow = services["mlflow"]
+    assert "--app-name=basic-auth" in mlflow["command"]
+    assert "basic-auth" in {point.name for point in entry_points(group="mlflow.app")}
+    config = mlflow_auth_config(mlflow)
+    assert config["authorization_function"] == "mlflow.server.auth:authenticate_request_basic_auth"
+    # Users an admin adds read, nothing more, unless granted; no password is kept in the file.
+    assert config["default_permission"] == "READ"
+    assert "admin_password" not in config
+    environment = mlflow["environment"]
+    for variable in (MLFLOW_AUTH_ADMIN_USERNAME, MLFLOW_AUTH_ADMIN_PASSWORD, MLFLOW_FLASK_SERVER_SECRET_KEY):
+        assert environment.get(variable.name), f"the MLflow server needs {variable.name}"
+    # its health check is the one request the auth app answers without a login
+    assert mlflow["healthcheck"]["test"][-1] == "http://localhost:5000/health"
+
+
+def test_mlflow_admin_login_comes_from_env_and_airflow_uses_it(example_env):
+    """Changing MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD in .env changes both the admin the MLflow server
+    creates and the login in every Airflow component's mlflow_default connection."""
+    env = {
+        **example_env,
+        "MLFLOW_ADMIN_USER": "admin-" + os.urandom(4).hex(),
+        "MLFLOW_ADMIN_PASSWORD": os.urandom(16).hex(),
+    }
+    services = load_compose(env)[0]["services"]
+    server = services["mlflow"]["environment"]
+    assert (server["MLFLOW_AUTH_ADMIN_USERNAME"], server["MLFLOW_AUTH_ADMIN_PASSWORD"]) == (
+        env["MLFLOW_ADMIN_USER"],
+        env["MLFLOW_ADMIN_PASSWORD"],
+    )
+    for name in AIRFLOW_SERVICES:
+        connection = json.loads(services[name]["environment"]["AIRFLOW_CONN_MLFLOW_DEFAULT"])
+        assert (connection["login"], connection["password"]) == (
+            env["MLFLOW_ADMIN_USER"],
+            env["MLFLOW_ADMIN_PASSWORD"],
+        ), name
+    without = {key: value for key, value in example_env.items() if key != "MLFLOW_ADMIN_PASSWORD"}
+    with pytest.raises(ValueError, match="MLFLOW_ADMIN_PASSWORD"):
+        load_compose(without)
+
+
+@pytest.mark.xfail(
+    importlib.util.find_spec("flask_wtf") is None,
+    reason="mlflow's basic-auth app needs Flask-WTF (mlflow[auth]), which the production extra and the "
+    "constraints do not install yet: the image's mlflow server would not start",
+    raises=ImportError,
+)
+def test_the_image_s_packages_can_run_the_basic_auth_app():
+    import mlflow.server.auth as auth
+
+    assert auth.is_unprotected_route("/health")
+    assert not auth.is_unprotected_route("/api/2.0/mlflow/registered-models/alias")
+    assert not auth.is_unprotected_route("/api/2.0/mlflow/model-versions/create")
+
+
+@pytest.fixture
+def distinct_env(example_env: dict[str, str]) -> dict[str, str]:
+    """.env.example with a value of its own for each user name and secret, so a value tells its variable."""
+    credential = re.compile(r"USER|PASSWORD|SECRET|FERNET|KEY")
+    return {
+        key: f"{key.lower().replace('_', '-')}-{os.urandom(6).hex()}" if credential.search(key) else value
+        for key, value in example_env.items()
+    }
+
+
+def holders(services: dict[str, Any], value: str) -> set[str]:
+    """The services whose configuration (environment, command, ...) contains ``value``."""
+    return {name for name, service in services.items() if value in json.dumps(service)}
+
+
+def test_each_credential_reaches_only_the_services_that_need_it(distinct_env):
+    """env-check sees every secret to refuse placeholders, and exits; beyond it, a credential reaches the
+    store it opens and its one client. The root keys stay in MinIO and minio-init, the superuser in Postgres."""
+    services = load_compose(distinct_env)[0]["services"]
+    airflow = set(AIRFLOW_SERVICES)
+    expected = {
+        "MINIO_ROOT_USER": {"minio", "minio-init"},
+        "MINIO_ROOT_PASSWORD": {"minio", "minio-init", "env-check"},
+        "POSTGRES_USER": {"postgres"},
+        "POSTGRES_PASSWORD": {"postgres", "env-check"},
+        "AIRFLOW_DB_PASSWORD": {"postgres", "env-check", *airflow},
+        "MLFLOW_DB_PASSWORD": {"postgres", "env-check", "mlflow"},
+        "FEAST_DB_PASSWORD": {"postgres", "env-check", *airflow},
+        "MINIO_AIRFLOW_USER": {"minio-init", *airflow},
+        "MINIO_AIRFLOW_PASSWORD": {"minio-init", "env-check", *airflow},
+        "MINIO_MLFLOW_USER": {"minio-init", "mlflow"},
+        "MINIO_MLFLOW_PASSWORD": {"minio-init", "env-check", "mlflow"},
+        "MINIO_PRODUCER_USER": {"minio-init"},
+        "MINIO_PRODUCER_PASSWORD": {"minio-init", "env-check"},
+        "MLFLOW_ADMIN_USER": {"mlflow", *airflow},
+        "MLFLOW_ADMIN_PASSWORD": {"mlflow", "env-check", *airflow},
+        "MLFLOW_SECRET_KEY": {"mlflow", "env-check"},
+        "AIRFLOW_JWT_SECRET": {"env-check", *airflow},
+    }
+    reached = {variable: holders(services, distinct_env[variable]) for variable in expected}
+    assert reached == expected
+
+
+def test_no_service_but_minio_and_minio_init_gets_the_minio_root_keys(distinct_env):
+    references = re.compile(r"\$\{?MINIO_ROOT_(USER|PASSWORD)\b")
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    using = {name for name, service in raw.items() if references.search(json.dumps(service))}
+    assert using == {"minio", "minio-init", "env-check"}  # env-check: only the password, to refuse a placeholder
+    services = load_compose(distinct_env)[0]["services"]
+    assert "MINIO_ROOT_USER" not in services["env-check"]["environment"]
+    root_user, root_password = distinct_env["MINIO_ROOT_USER"], distinct_env["MINIO_ROOT_PASSWORD"]
+    for name, service in services.items():
+        if name not in {"minio", "minio-init"}:
+            assert root_user not in json.dumps(service), f"{name} has the MinIO root user"
+        for key, value in service.get("environment", {}).items():
+            if name not in {"minio", "minio-init", "env-check"}:
+                assert root_password not in value, f"{name}: {key} holds the MinIO root password"
+
+
+def run_minio_init(
+    services: dict[str, Any], tmp_path: Path, attached: str | None = None
+) -> tuple[list[list[str]], dict[str, Any]]:
+    """Run minio-init's script with a stand-in ``mc`` that records each call and keeps each policy it is
+    given: the calls, and the policies by name, as MinIO would receive them. With ``attached`` (a restart),
+    ``mc`` refuses every attach as MinIO does for a policy already attached, and lists ``attached`` as
+    each user's policies."""
+    init = services["minio-init"]
+    assert init["entrypoint"] == ["/bin/bash", "-c"], "the script uses bash substitutions"
+    script = init["command"][-1].replace(mounted_at(init, MINIO_POLICIES), str(MINIO_POLICIES))
+    script = script.replace('"/tmp/', f'"{tmp_path}/')
+    (tmp_path / "bin").mkdir(parents=True)
+    (tmp_path / "policies").mkdir()
+    mc = tmp_path / "bin" / "mc"
+    mc.write_text(
+        "#!/bin/bash\n"
+        'printf "%s\\0" "$@" >> "$MC_LOG"; printf "\\n" >> "$MC_LOG"\n'
+        'if [ "$1 $2 $3" = "admin policy create" ]; then cp "$6" "$MC_POLICIES/$5.json"; fi\n'
+        'if [ -n "$MC_ATTACHED" ] && [ "$1 $2 $3" = "admin policy attach" ]; then exit 1; fi\n'
+        'if [ "$1 $2 $3" = "admin user info" ]; then echo "PolicyName: $MC_ATTACHED"; fi\n'
+    )
+    mc.chmod(0o755)
+    log = tmp_path / "mc.log"
+    env = {
+        **init["environment"],
+        "PATH": f"{mc.parent}{os.pathsep}{os.environ['PATH']}",
+        "MC_LOG": str(log),
+        "MC_POLICIES": str(tmp_path / "policies"),
+        "MC_ATTACHED": attached or "",
+    }
+    subprocess.run([shutil.which("bash") or "/bin/bash", "-c", script], env=env, check=True)
+    calls = [line.rstrip("\0").split("\0") for line in log.read_text().splitlines()]
+    policies = {path.stem: json.loads(path.read_text()) for path in (tmp_path / "policies").iterdir()}
+    return calls, policies
+
+
+def test_minio_init_gives_each_client_a_user_with_its_own_policy(services, tmp_path):
+    calls, policies = run_minio_init(services, tmp_path)
+    env = services["minio-init"]["environment"]
+    bucket = env["MLOPS_BUCKET"]
+    assert calls[0] == ["alias", "set", "lake", "http://minio:9000", env["MINIO_ROOT_USER"], env["MINIO_ROOT_PASSWORD"]]
+    assert ["mb", "--ignore-existing", f"lake/{bucket}"] in calls
+    users = {}
+    for client in ("airflow", "mlflow", "producer"):
+        user, password = env[f"MINIO_{client.upper()}_USER"], env[f"MINIO_{client.upper()}_PASSWORD"]
+        assert ["admin", "user", "add", "lake", user, password] in calls
+        assert ["admin", "policy", "attach", "lake", f"mlops-{client}", "--user", user] in calls
+        users[client] = user
+    assert len({*users.values(), env["MINIO_ROOT_USER"]}) == 4, "one user each, none of them root"
+    assert set(policies) == {"mlops-airflow", "mlops-mlflow", "mlops-producer"}
+    assert all(call[:3] != ["admin", "policy", "attach"] or call[4] in policies for call in calls)
+    assert not any("${" in json.dumps(policy) for policy in policies.values()), "placeholder left in a policy"
+    assert services["mlflow"]["environment"]["AWS_ACCESS_KEY_ID"] == users["mlflow"]
+
+
+def test_minio_init_runs_again_on_a_restart(services, tmp_path):
+    """MinIO refuses to attach a policy already attached; the restart still succeeds, but only if it is."""
+    run_minio_init(services, tmp_path / "restart", attached="mlops-airflow mlops-mlflow mlops-producer")
+    with pytest.raises(subprocess.CalledProcessError):
+        run_minio_init(services, tmp_path / "missing", attached="someone-elses-policy")
+
+
+def allowed(policy: dict[str, Any]) -> list[tuple[set[str], set[str], dict[str, Any]]]:
+    """(actions, resources, condition) of each statement, all of which must allow."""
+    assert policy["Version"] == "2012-10-17"
+    statements = []
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+        statements.append((set(statement["Action"]), set(statement["Resource"]), statement.get("Condition", {})))
+    assert not any("*" in action for actions, _, _ in statements for action in actions), "no wildcard actions"
+    return statements
+
+
+def object_grants(policy: dict[str, Any], bucket: str) -> dict[str, set[str]]:
+    """Object resource (``bucket/prefix*``, bucket left out) -> the actions allowed on it."""
+    grants: dict[str, set[str]] = {}
+    for actions, resources, _ in allowed(policy):
+        for resource in resources:
+            assert resource.startswith(f"arn:aws:s3:::{bucket}"), f"{resource} is not in the bucket"
+            if resource != f"arn:aws:s3:::{bucket}":
+                grants.setdefault(resource.removeprefix(f"arn:aws:s3:::{bucket}/"), set()).update(actions)
+    return grants
+
+
+def lake_prefix(services: dict[str, Any]) -> str:
+    root = json.loads(services["airflow-worker"]["environment"]["AIRFLOW_CONN_MLOPS_STORAGE"])["extra"]["root"]
+    return urlsplit(root).path.strip("/")
+
+
+def test_producer_policy_allows_uploads_under_raw_only(services, tmp_path):
+    _, policies = run_minio_init(services, tmp_path)
+    bucket = services["minio-init"]["environment"]["MLOPS_BUCKET"]
+    raw = f"{lake_prefix(services)}/raw/"
+    producer = policies["mlops-producer"]
+    assert object_grants(producer, bucket) == {
+        f"{raw}*": {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
+    }
+    for actions, resources, condition in allowed(producer):
+        if f"arn:aws:s3:::{bucket}" in resources:
+            assert actions <= {"s3:ListBucket", "s3:GetBucketLocation"}, actions
+            if "s3:ListBucket" in actions:  # listing, but only what lies under raw/
+                prefixes = condition["StringLike"]["s3:prefix"]
+                assert prefixes and all(prefix.startswith(raw) for prefix in prefixes), prefixes
+    # every pipeline's raw partitions and labels land where producers can write
+    for path in sorted(PIPELINES.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())["data"]
+        for key in ("raw_path", "labels_path"):
+            assert f"{lake_prefix(services)}/{data[key].strip('/')}/".startswith(raw), f"{path.name}: {key}"
+
+
+def test_airflow_and_mlflow_policies_stay_in_their_prefixes(services, tmp_path):
+    _, policies = run_minio_init(services, tmp_path)
+    bucket = services["minio-init"]["environment"]["MLOPS_BUCKET"]
+    worker = services["airflow-worker"]["environment"]
+    logs = urlsplit(worker["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"]).path.strip("/")
+    airflow = object_grants(policies["mlops-airflow"], bucket)
+    assert set(airflow) == {f"{lake_prefix(services)}/*", f"{logs}/*"}, "Airflow: the lake and task logs"
+    artifacts = next(arg for arg in services["mlflow"]["command"] if arg.startswith("--artifacts-destination="))
+    mlflow = object_grants(policies["mlops-mlflow"], bucket)
+    assert set(mlflow) == {urlsplit(artifacts.split("=", 1)[1]).path.strip("/") + "/*"}, "MLflow: its artifacts"
+    for grants in (airflow, mlflow):
+        assert all(actions <= OBJECT_ACTIONS for actions in grants.values()), grants
+
+
+def init_script_roles() -> dict[str, str]:
+    """Role -> the environment variable init-databases.sh sets its password from, for each role it makes
+    a login that is no superuser and cannot create roles or databases."""
+    script = POSTGRES_INIT.read_text()
+    variables = dict(re.findall(r"^\\getenv (\w+) (\w+)$", script, re.M))
+    created = set(re.findall(r"'CREATE ROLE (\w+)' WHERE NOT EXISTS", script))
+    roles = {}
+    for role, options, variable in re.findall(r"^ALTER ROLE (\w+) WITH ([A-Z ]+) PASSWORD :'(\w+)';$", script, re.M):
+        assert {"LOGIN", "NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE", "NOBYPASSRLS"} <= set(options.split()), role
+        roles[role] = variables[variable]
+    assert set(roles) == created
+    return roles
+
+
+def test_no_service_connects_to_postgres_as_the_superuser(services):
+    postgres = services["postgres"]["environment"]
+    roles = init_script_roles()
+    owners = init_script_databases()
+    assert roles and postgres["POSTGRES_USER"] not in roles
+    for variable in roles.values():
+        assert postgres[variable], f"the postgres service needs {variable} for its init script"
+    assert mounted_at(services["postgres"], POSTGRES_INIT).startswith("/docker-entrypoint-initdb.d/")
+    urls = postgres_urls(services)
+    assert {name for name, _ in urls} == {"mlflow", *AIRFLOW_SERVICES}
+    for name, url in urls:
+        parts = urlsplit(url)
+        database = parts.path.strip("/")
+        assert parts.username != postgres["POSTGRES_USER"], f"{name} logs in as the superuser: {url}"
+        assert parts.username in roles and owners[database] == parts.username, f"{name}: {url}"
+        # the role's password: in the URL, or (the MLflow auth store) from libpq's PGPASSWORD
+        password = parts.password or services[name]["environment"].get("PGPASSWORD")
+        assert password == postgres[roles[parts.username]], f"{name}: wrong password for {parts.username}"
+    assert postgres["POSTGRES_PASSWORD"] not in json.dumps([url for _, url in urls])
+
+
+def postgres_bin_dir() -> Path | None:
+    """Where initdb and pg_ctl are: on PATH, or Debian's /usr/lib/postgresql/<version>/bin."""
+    on_path = shutil.which("initdb")
+    candidates = [Path(on_path)] if on_path else sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return candidates[-1].parent if candidates and shutil.which("psql") else None
+
+
+def test_init_script_makes_owning_roles_that_are_not_superusers():
+    """The script itself, in a throwaway Postgres cluster that checks passwords: each role logs in with the
+    password from its variable, is no superuser, owns its databases and cannot connect to the others'; run
+    again with new passwords (a rotation), it sets them; without one it stops."""
+    import pwd
+    import tempfile
+
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl, psql) here")
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root, with no postgres user to run the server as")
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root, without runuser")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    home = Path(tempfile.mkdtemp(prefix="mlops-pg-"))  # short: a socket path has a length limit
+    if run_as:
+        os.chown(home, owner.pw_uid, owner.pw_gid)
+    superuser, data = "mlops", home / "data"
+    env = {"PATH": os.environ["PATH"], "PGHOST": str(home), "PGPORT": str(20000 + os.getpid() % 20000)}
+
+    def run(*argv: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        assignments = [f"{key}={value}" for key, value in {**env, **extra}.items()]
+        return subprocess.run([*run_as, "env", *assignments, *argv], capture_output=True, text=True, check=False)
+
+    def sql(query: str, user: str = superuser, database: str = "postgres", password: str = "") -> str:
+        out = run("psql", "-XAtq", "-U", user, "-d", database, "-c", query, PGPASSWORD=password)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    roles = init_script_roles()
+    try:
+        assert run(str(bin_dir / "initdb"), "-D", str(data), "-U", superuser).returncode == 0
+        # the superuser without a password on the socket, as the image's init scripts run; roles with one
+        (data / "pg_hba.conf").write_text(f"local all {superuser} trust\nlocal all all scram-sha-256\n")
+        options = f"-k {home} -c listen_addresses='' -p {env['PGPORT']}"
+        started = run(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(home / "log"), "-o", options, "start")
+        assert started.returncode == 0, started.stderr
+        sql("CREATE DATABASE airflow")  # as the postgres image does for POSTGRES_DB
+        for _ in ("create", "rotate"):
+            passwords = {variable: os.urandom(8).hex() for variable in roles.values()}
+            done = run("bash", str(POSTGRES_INIT), POSTGRES_USER=superuser, **passwords)
+            assert done.returncode == 0, done.stderr
+            owners = init_script_databases()
+            for database, role in owners.items():
+                assert sql("SELECT current_user", role, database, passwords[roles[role]]) == role
+        rows = sql(
+            f"SELECT rolname, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname IN "
+            f"({', '.join(repr(role) for role in roles)}) ORDER BY 1"
+        )
+        assert rows.splitlines() == [f"{role}|f|f|f" for role in sorted(roles)]
+        found = sql(
+            "SELECT datname, pg_get_userbyid(datdba) FROM pg_database WHERE datname = ANY "
+            f"(ARRAY[{', '.join(repr(database) for database in owners)}])"
+        )
+        assert dict(line.split("|") for line in found.splitlines()) == owners
+        for database, owner_role in owners.items():
+            for role in set(roles) - {owner_role}:
+                refused = run(
+                    "psql", "-XAtq", "-U", role, "-d", database, "-c", "SELECT 1", PGPASSWORD=passwords[roles[role]]
+                )
+                assert refused.returncode != 0 and "CONNECT" in refused.stderr, (role, database)
+        missing = run("bash", str(POSTGRES_INIT), POSTGRES_USER=superuser)
+        assert missing.returncode != 0 and "_DB_PASSWORD" in missing.stderr
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_env_example_has_a_login_per_client_and_store(example_env, services):
+    for variable in SERVICE_CREDENTIALS.values():
+        assert example_env[variable].startswith(PLACEHOLDER), variable
+    users = [example_env[f"MINIO_{client}_USER"] for client in ("ROOT", "AIRFLOW", "MLFLOW", "PRODUCER")]
+    assert len(set(users)) == len(users), "MinIO user names must differ"
+    assert example_env["MLFLOW_ADMIN_USER"] and example_env["POSTGRES_USER"] not in init_script_roles()
+    assert set(SERVICE_CREDENTIALS.values()) | {"MLFLOW_SECRET_KEY"} <= set(services["env-check"]["environment"])

@@ -33,3 +33,19 @@ def test_cli_works_on_the_project_folder_it_is_given(tmp_path, capsys):
     exports = dict(line.removeprefix("export ").split("=", 1) for line in capsys.readouterr().out.splitlines())
     assert exports["AIRFLOW__CORE__DAGS_FOLDER"] == str(tmp_path / "dags")
     assert exports["AIRFLOW_HOME"] == str(tmp_path / "stack" / "airflow")  # --home is relative to the project
+
+
+def test_stack_secrets_are_readable_by_their_owner_only(tmp_path):
+    import os
+    import stat
+
+    from airflow_mlops.dev.embedded import embedded_env
+    from tests.conftest import ROOT
+
+    previous = os.umask(0o022)  # the usual umask: files readable by everyone unless told otherwise
+    try:
+        embedded_env(tmp_path, project=ROOT)
+    finally:
+        os.umask(previous)
+    for name in ("jwt_secret", "passwords.json"):
+        assert stat.S_IMODE((tmp_path / "airflow" / name).stat().st_mode) == 0o600, name

@@ -12,15 +12,21 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
+from itertools import pairwise
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pandas as pd
 import pytest
 
+from airflow_mlops import keys
 from airflow_mlops.dev.demo import Plan, run
 from airflow_mlops.dev.embedded import embedded_env
 from airflow_mlops.dev.stack import Api, Component, StackError, airflow_bin, supervised, wait_for
+from airflow_mlops.spec import load_spec
 from airflow_mlops.steps.history import Day
+from airflow_mlops.storage import LocalStorage
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -47,10 +53,14 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
 def test_level_one_scenario_through_the_scheduler(scenario: Scenario) -> None:
     rows = scenario.rows
     with sqlite3.connect(scenario.home / "airflow" / "airflow.db") as db:
-        runs = db.execute("select dag_id, run_id, run_type, state, conf from dag_run").fetchall()
+        runs = db.execute("select dag_id, run_id, run_type, state, conf, logical_date from dag_run").fetchall()
     features = [r for r in runs if r[0] == "churn_features"]
     assert len(features) == PLAN.days and {r[2] for r in features} == {"backfill"}  # the CLI backfills
-    assert [r[1] for r in features if r[3] == "failed"] == ["backfill__2026-01-05T00:00:00+00:00"]  # quarantined
+    # data intervals: the backfill run of 2026-01-05 covers [01-05, 01-06) and is named after when it
+    # would have run; it processed 2026-01-05, the quarantined day
+    assert [(r[1], r[5][:10]) for r in features if r[3] == "failed"] == [
+        ("backfill__2026-01-06T00:00:00+00:00", "2026-01-05")
+    ]
     monitoring = [r for r in runs if r[0] == "churn_monitoring"]
     assert len(monitoring) == PLAN.days - PLAN.first_training_day - 1
     assert all(r[3] == "success" for r in monitoring), monitoring
@@ -62,6 +72,21 @@ def test_level_one_scenario_through_the_scheduler(scenario: Scenario) -> None:
     assert [f"drift__{day.ds}" for day in triggered] == [r[1] for r in drift_runs]
     assert all(day.trained and day.trained[0].decision in ("promoted", "rejected") for day in triggered)
     assert any("cooldown" in day.decision for day in rows)  # drift seen while training is cooling down
+
+    # The demo backfills monitoring with Airflow's default concurrency (several days at once): days are
+    # still decided in order, so one training run per cooldown window, and every day after a promotion
+    # is scored by the model it promoted.
+    spec = load_spec(ROOT / "include" / "pipelines" / "churn.yaml")
+    asked = [date.fromisoformat(day.ds) for day in triggered]
+    assert all((b - a).days >= spec.monitoring.drift.cooldown_days for a, b in pairwise(asked)), asked
+    promoted = sorted(
+        (v for day in rows for v in day.trained if v.decision == "promoted"), key=lambda v: int(v.version)
+    )
+    lake = LocalStorage(scenario.home / "data")
+    for day in rows:
+        expected = [v.version for v in promoted if v.as_of < day.ds] or ["1"]
+        scored = pd.read_parquet(lake.path(keys.predictions(spec, day.ds)))["model_version"].unique().tolist()
+        assert scored == [expected[-1]], (day.ds, scored, expected)
 
 
 def answers(api: Api) -> bool:
@@ -117,11 +142,11 @@ def test_each_task_links_to_what_it_produced(ui: Api, scenario: Scenario) -> Non
     promoted = ui.links("churn_training", first_training, "promote_champion")["Champion version"]
     assert promoted == trained["Model version"]
 
-    quarantined = ui.links("churn_features", "backfill__2026-01-05T00:00:00+00:00", "validate_raw")
+    quarantined = ui.links("churn_features", "backfill__2026-01-06T00:00:00+00:00", "validate_raw")  # 01-05
     status, _, body = fetch(ui, on_ui(quarantined["Validation result"]))  # the task failed; its result is linked
     assert status == 200 and '<span class="failed">failed</span>' in body
 
-    published = ui.links("churn_features", "backfill__2026-01-16T00:00:00+00:00", "publish_features")
+    published = ui.links("churn_features", "backfill__2026-01-16T00:00:00+00:00", "publish_features")  # 01-15
     status, _, body = fetch(ui, on_ui(published["Feature view"]))
     assert status == 200 and "customer_features" in body and "monthly_charges" in body, body[:2000]
 

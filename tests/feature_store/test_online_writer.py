@@ -167,7 +167,7 @@ def test_sqlite_contents_are_byte_identical_to_feast(tmp_path, parquet, with_cre
         for fast in (False, True)
     }
     snapshots = []
-    for start, end in windows():  # Feast's SQLite store lets the older second window overwrite
+    for start, end in reversed(windows()):  # in time order: Feast's SQLite store never compares timestamps
         for store in stores.values():
             store.materialize(start_date=start, end_date=end, feature_views=["events_view"])
         snapshots.append(sqlite_contents(stores[True]))
@@ -178,6 +178,20 @@ def test_sqlite_contents_are_byte_identical_to_feast(tmp_path, parquet, with_cre
     assert {row[2] for row in contents} >= {b""}, "nulls must be written as empty ValueProtos"
     assert equal_reads(online_reads(stores[True], frame), online_reads(stores[False], frame))
     assert intervals(stores[True]) == intervals(stores[False]) and len(intervals(stores[True])) == 2
+
+
+def test_sqlite_keeps_newer_values_already_stored(tmp_path, parquet):
+    """Days published out of order (the features DAG runs several at once): unlike Feast's own SQLite
+    store, an older window never replaces a newer value."""
+    path, _ = parquet
+    store = feast_store(tmp_path, {"type": "sqlite", "path": str(tmp_path / "online.db")}, path, fast=True)
+    late, early = windows()
+    store.materialize(start_date=late[0], end_date=late[1], feature_views=["events_view"])
+    before = {row[:2]: row for row in sqlite_contents(store)}
+    store.materialize(start_date=early[0], end_date=early[1], feature_views=["events_view"])
+    after = {row[:2]: row for row in sqlite_contents(store)}
+    assert set(after) > set(before), "the older window must add entities the newer one lacks"
+    assert all(after[key] == row for key, row in before.items()), "an older window overwrote a newer value"
 
 
 def test_entity_keys_and_values_match_feasts_serializers():
@@ -288,7 +302,8 @@ def redis_db():
 
 
 def redis_contents(client: Any) -> dict[bytes, dict[bytes, bytes]]:
-    return {key: client.hgetall(key) for key in client.scan_iter(count=1000)}
+    """Every hash (Feast's entities); not the writers' lock."""
+    return {key: client.hgetall(key) for key in client.scan_iter(count=1000, _type="HASH")}
 
 
 @pytest.mark.parametrize("key_ttl_seconds", [None, 3600])
@@ -402,3 +417,66 @@ def test_a_key_of_another_type_fails_the_materialisation_with_redis_error(tmp_pa
     store = feast_store(tmp_path, online, path, fast=True)
     with pytest.raises(RuntimeError, match="WRONGTYPE"):
         store.materialize(start_date=start, end_date=end, feature_views=["events_view"])
+
+
+# ---- Redis through faults ----------------------------------------------------------------------
+
+
+def test_a_connection_dropped_half_way_leaves_contents_identical_after_the_retry(tmp_path, parquet, redis_db):
+    from tests.faults.proxy import TcpFaults
+
+    path, _ = parquet
+    start, end = windows()[0]
+    clean = {"type": "redis", "connection_string": f"{REDIS_URL},db={REDIS_DB}"}
+    feast_store(tmp_path / "clean", clean, path, fast=True).materialize(start, end, ["events_view"])
+    expected = redis_contents(redis_db)
+    redis_db.flushdb()
+
+    proxy = TcpFaults(("127.0.0.1", 6379), cut_after=20_000).start()
+    try:
+        cut = {"type": "redis", "connection_string": f"127.0.0.1:{proxy.port},db={REDIS_DB}"}
+        store = feast_store(tmp_path / "cut", cut, path, fast=True)
+        with pytest.raises((ConnectionError, OSError, RuntimeError)):
+            store.materialize(start, end, ["events_view"])
+        assert 0 < len(redis_contents(redis_db)) < len(expected), "the cut must land half-way through the write"
+        store.materialize(start, end, ["events_view"])  # the retry, through the same proxy (no cut this time)
+    finally:
+        proxy.stop()
+    assert redis_contents(redis_db) == expected
+
+
+def test_a_redis_that_never_answers_fails_the_write_within_its_timeout(tmp_path, parquet, monkeypatch):
+    import redis
+
+    from tests.faults.proxy import TcpFaults
+
+    monkeypatch.setattr(redis_writer, "REPLY_TIMEOUT_S", 1.0)
+    path, _ = parquet
+    start, end = windows()[0]
+    proxy = TcpFaults(("127.0.0.1", 6379), blackhole=True).start()
+    try:
+        silent = {"type": "redis", "connection_string": f"127.0.0.1:{proxy.port},db={REDIS_DB}"}
+        with pytest.raises((TimeoutError, redis.exceptions.TimeoutError)) as raised:
+            feast_store(tmp_path, silent, path, fast=True).materialize(start, end, ["events_view"])
+    finally:
+        proxy.stop()
+    assert "imeout" in f"{type(raised.value).__name__}: {raised.value}"
+
+
+def test_writers_of_one_view_take_turns(tmp_path, parquet, redis_db):
+    """A second writer waits for the lock held by the first: their lookups and writes cannot interleave."""
+    import threading
+
+    path, _ = parquet
+    start, end = windows()[0]
+    online = {"type": "redis", "connection_string": f"{REDIS_URL},db={REDIS_DB}"}
+    store = feast_store(tmp_path, online, path, fast=True)
+    held = redis_db.lock("airflow_mlops:write:writer_test:events_view", timeout=60)
+    assert held.acquire(blocking=False)
+    writer = threading.Thread(target=store.materialize, args=(start, end, ["events_view"]))
+    writer.start()
+    writer.join(timeout=3)
+    assert writer.is_alive() and not redis_contents(redis_db), "the writer went ahead of the lock's holder"
+    held.release()
+    writer.join(timeout=60)
+    assert not writer.is_alive() and redis_contents(redis_db)

@@ -20,23 +20,20 @@ from airflow_mlops.factory import build_pipelines
 from airflow_mlops.keys import offline_prefix, partition, quarantine_prefix
 from airflow_mlops.steps.registry import MlflowTarget, champion_version
 from airflow_mlops.storage import LocalStorage
-from tests.conftest import SMALL, SPEC_PATH, STACK_HOME, churn_data, day
+from tests.conftest import SMALL, STACK_HOME, churn_data, day, spec_variant
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def variant(tmp: Path, name: str, **changes) -> Path:
-    """The demo spec with a few settings changed (suites resolved to the repo's)."""
-    raw = yaml.safe_load(SPEC_PATH.read_text())
-    raw["features"]["raw_suite"] = str((SPEC_PATH.parent / raw["features"]["raw_suite"]).resolve())
-    raw["training"]["training_suite"] = str((SPEC_PATH.parent / raw["training"]["training_suite"]).resolve())
-    raw["training"]["window_days"] = 10
-    raw["training"]["holdout_days"] = 2
-    raw["monitoring"]["wait_for_training"] = False  # dag.test has no scheduler to run the triggered run
+    """The demo spec for ``dag.test``: short windows, no waiting for the triggered run, a 2-day cooldown."""
+    base = {
+        "training": {"window_days": 10, "holdout_days": 2},
+        "monitoring": {"wait_for_training": False},  # dag.test has no scheduler to run the triggered run
+    }
+    path = spec_variant(tmp, name, **{k: {**base.get(k, {}), **changes.get(k, {})} for k in {*base, *changes}})
+    raw = yaml.safe_load(path.read_text())
     raw["monitoring"]["drift"]["cooldown_days"] = 2
-    for section, values in changes.items():
-        raw[section].update(values)
-    path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -116,6 +113,14 @@ def test_first_model_becomes_champion_and_rerun_reuses_it(env, spec):
     run(env["dags"]["churn_training"], 9, {"as_of": str(day(9)), "reason": "again"})
     versions = env["mlflow"].client().search_model_versions(f"name = '{spec.registered_model_name}'")
     assert len(versions) == 1  # the same date and data never registers a second version
+
+
+def test_a_manual_run_without_a_logical_date_trains(env, spec):
+    """``airflow dags trigger churn_training --conf '{"as_of": ...}'`` with no date, as docs/operators.md shows."""
+    dagrun = env["dags"]["churn_training"].test(logical_date=None, run_conf={"as_of": str(day(9))})
+    states = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
+    assert dagrun.logical_date is None and str(dagrun.state) == "success", states
+    assert str(champion_version(env["mlflow"], spec.registered_model_name).version) == "1"  # the same model
 
 
 def test_challenger_that_is_not_better_is_registered_but_not_promoted(env, spec):

@@ -1,6 +1,7 @@
 """Drift verdicts (held to Evidently's own), the retraining policy, scoring and performance."""
 
 from datetime import date
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -142,3 +143,19 @@ def test_distance_methods_are_evidentlys_defaults():
         (drift.JENSEN_SHANNON, stattests.jensenshannon_stat_test),
     ):
         assert ours == (theirs.display_name, theirs.default_threshold)
+
+
+def test_a_retraining_storm_asks_once_per_cooldown(spec, storage, tmp_path):
+    """Drift every day while every training run fails before registering a model (its training set keeps
+    failing the gate): the decisions themselves start the cooldown, not only registered versions."""
+    from airflow_mlops.steps.registry import MlflowTarget
+
+    empty_registry = MlflowTarget(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    drifting = {"share": 0.9, "drifted_columns": ["monthly_charges"], "report": "drift.html"}
+    cooldown = spec.monitoring.drift.cooldown_days
+    asked = [
+        day
+        for day in pd.date_range("2026-02-01", periods=3 * cooldown).date
+        if monitoring.decide(empty_registry, storage, spec, day, drifting, None, training_active=False)["retrain"]
+    ]
+    assert len(asked) == 3 and all((b - a).days == cooldown for a, b in pairwise(asked))

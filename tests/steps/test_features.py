@@ -32,6 +32,16 @@ def publish(storage, scenario_root, spec, days):
         features.write_offline(storage, spec, day(index), frame)
 
 
+def published_with_labels(storage, scenario_root, spec, feast_store):
+    """Eight days of features published and applied, and the labels that arrived on those days."""
+    publish(storage, scenario_root, spec, range(0, 8))
+    features.apply(feast_store, spec, storage)
+    labels = LocalStorage(scenario_root)
+    for index in range(0, 8):
+        key = partition(spec.data.labels_path, day(index))
+        storage.write_parquet(f"{key}/labels.parquet", read_partition(labels, key))
+
+
 def test_materialised_online_values_are_the_latest_offline_rows(tmp_path, storage, scenario_root, spec, feast_store):
     publish(storage, scenario_root, spec, [0, 1, 2])
     features.apply(feast_store, spec, storage)
@@ -56,12 +66,7 @@ def test_rewriting_a_day_replaces_it(storage, scenario_root, spec):
 
 
 def test_point_in_time_join_never_looks_ahead(storage, scenario_root, spec, feast_store):
-    publish(storage, scenario_root, spec, range(0, 8))
-    features.apply(feast_store, spec, storage)
-    labels = LocalStorage(scenario_root)
-    for index in range(0, 8):
-        key = partition(spec.data.labels_path, day(index))
-        storage.write_parquet(f"{key}/labels.parquet", read_partition(labels, key))
+    published_with_labels(storage, scenario_root, spec, feast_store)
     entities = features.training_entities(storage, spec, day(7))
     # labels arrive 3 days late: by day 7 we know snapshots of days 0..4
     assert sorted(entities["event_timestamp"].dt.date.unique()) == [day(i) for i in range(5)]
@@ -87,3 +92,16 @@ def test_entity_without_any_features_gets_no_row(storage, scenario_root, spec, f
 def test_no_labels_in_window_is_a_clear_error(storage, spec):
     with pytest.raises(ValueError, match=r"no label partitions under .*raw/labels"):
         features.training_entities(storage, spec, day(5))
+
+
+def test_a_training_set_rebuilt_on_other_data_never_replaces_the_first(storage, scenario_root, spec, feast_store):
+    """An older model version's ``training_set`` tag keeps pointing at the data it was trained on."""
+    published_with_labels(storage, scenario_root, spec, feast_store)
+    first = features.build_training_set(feast_store, storage, spec, day(7))
+    late = partition(spec.data.labels_path, day(7))  # a late correction of one day's labels
+    corrected = read_partition(storage, late).assign(churned=lambda f: 1 - f["churned"])
+    storage.write_parquet(f"{late}/labels.parquet", corrected)
+    second = features.build_training_set(feast_store, storage, spec, day(7))
+    assert first["fingerprint"] != second["fingerprint"] and first["key"] != second["key"]
+    assert storage.exists(first["key"]) and storage.exists(second["key"])
+    assert features.build_training_set(feast_store, storage, spec, day(7))["key"] == second["key"]

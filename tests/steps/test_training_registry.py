@@ -3,23 +3,12 @@
 import importlib.util
 from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 
 from airflow_mlops.spec import MetricThresholdSpec, ModelSpec, SpecError
 from airflow_mlops.steps import registry, training
 from airflow_mlops.storage import DataError
-from tests.conftest import SMALL, churn_data
-
-
-@pytest.fixture(scope="module")
-def labelled(spec) -> pd.DataFrame:
-    frames = []
-    for index in range(8):
-        snap = churn_data.snapshot(SMALL, index)
-        labels = churn_data.labels_arriving(SMALL, index + SMALL.label_delay_days)
-        frames.append(snap.merge(labels, on=["customer_id", "event_timestamp"]))
-    return pd.concat(frames, ignore_index=True)
+from tests.conftest import register_candidate
 
 
 @pytest.fixture
@@ -90,48 +79,52 @@ def test_gate_against_champion_needs_the_improvement():
     assert any("roc_auc" in r for r in decision.reasons)
 
 
-def _register(target, spec, labelled, key, as_of="2026-01-08"):
-    split = training.time_split(labelled, "event_timestamp", 2)
-    model = training.fit(ModelSpec(trainer="sklearn_logistic_regression"), spec.data, split.train)
-    metrics = training.evaluate(model, split.holdout, spec.data)
-    return registry.log_and_register(
-        target,
-        experiment="churn",
-        run_name=f"churn-{as_of}",
-        model_name="churn_model",
-        model=model,
-        metrics=metrics,
-        params={"trainer": "lr"},
-        tags={"logical_date": as_of, "trigger": "test", "training_set": "x"},
-        training_key=key,
-        input_example=split.holdout[spec.data.feature_names].head(3),
-        artifacts={"validation/training_set.json": {"passed": True}},
-    )
-
-
 def test_registration_is_idempotent_and_aliases_move(mlflow_target, spec, labelled):
-    first = _register(mlflow_target, spec, labelled, "k1")
-    again = _register(mlflow_target, spec, labelled, "k1")
+    first = register_candidate(mlflow_target, spec, labelled, "k1")
+    again = register_candidate(mlflow_target, spec, labelled, "k1")
     assert again.reused and again.version == first.version == "1"
     client = mlflow_target.client()
     assert client.get_model_version("churn_model", "1").tags["training_set"] == "x"
 
-    assert registry.promote(mlflow_target, "churn_model", "1", "first") is None
-    second = _register(mlflow_target, spec, labelled, "k2", as_of="2026-01-09")
-    assert registry.promote(mlflow_target, "churn_model", second.version, "better") == "1"
+    assert registry.promote(mlflow_target, "churn_model", "1", "first", gated_against=None).moved
+    second = register_candidate(mlflow_target, spec, labelled, "k2", as_of="2026-01-09")
+    moved = registry.promote(mlflow_target, "churn_model", second.version, "better", gated_against="1")
+    assert moved == registry.Promotion("2", "1", True, "better")
     aliases = client.get_registered_model("churn_model").aliases
     assert {k: str(v) for k, v in aliases.items()} == {"champion": "2", "previous": "1"}
-    assert registry.promote(mlflow_target, "churn_model", "2", "again") is None  # no-op, previous kept
+    again = registry.promote(mlflow_target, "churn_model", "2", "again", gated_against="1")  # a retry: no-op
+    assert not again.moved and again.champion == "2" and again.previous == "1"
 
-    third = _register(mlflow_target, spec, labelled, "k3", as_of="2026-01-10")
+    third = register_candidate(mlflow_target, spec, labelled, "k3", as_of="2026-01-10")
     registry.reject(mlflow_target, "churn_model", third.version, ["roc_auc not better"])
     assert client.get_model_version("churn_model", third.version).tags["decision"] == "rejected"
     assert str(registry.champion_version(mlflow_target, "churn_model").version) == "2"
 
 
 def test_infra_validation_loads_in_a_fresh_process(mlflow_target, spec, labelled):
-    candidate = _register(mlflow_target, spec, labelled, "k1")
+    candidate = register_candidate(mlflow_target, spec, labelled, "k1")
     result = registry.infra_validate(mlflow_target, candidate.model_uri, labelled[spec.data.feature_names].head(7))
     assert result["rows"] == 7 and result["ok"]
     with pytest.raises(RuntimeError, match="failed to load or score"):
         registry.infra_validate(mlflow_target, "models:/churn_model/99", labelled[spec.data.feature_names].head(2))
+
+
+def test_a_rerun_reuses_its_version_but_a_changed_model_or_holdout_trains_anew(mlflow_target, spec, labelled, storage):
+    storage.write_parquet("training_sets/set.parquet", labelled)
+    record = {"key": "training_sets/set.parquet", "as_of": "2026-01-08", "fingerprint": registry.fingerprint(labelled)}
+
+    def with_training(**changes):
+        return spec.model_copy(update={"training": spec.training.model_copy(update=changes)})
+
+    def train(changed, code_version="1.0"):
+        lineage = training.Lineage(trigger="test", dag_id="churn_training", run_id="r", code_version=code_version)
+        return training.train_candidate(mlflow_target, storage, changed, record, lineage)
+
+    base = with_training(model=ModelSpec(trainer="sklearn_logistic_regression"))
+    first = train(base)
+    again = train(base)
+    assert again["reused"] and again["version"] == first["version"]
+    tuned = with_training(model=ModelSpec(trainer="sklearn_logistic_regression", params={"C": 0.1}))
+    shorter = with_training(model=base.training.model, holdout_days=2)
+    versions = [first["version"], train(tuned)["version"], train(shorter)["version"], train(base, "1.1")["version"]]
+    assert len(set(versions)) == 4

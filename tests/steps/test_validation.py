@@ -18,7 +18,7 @@ def good(scenario_root) -> pd.DataFrame:
 
 
 def check(frame, spec):
-    return validate_frame(frame, spec.features.raw_suite, spec.data.features, source="day.parquet")
+    return validate_frame(frame, spec.features.raw_suite, spec.data, source="day.parquet")
 
 
 def test_clean_partition_passes(good, spec):
@@ -105,18 +105,18 @@ def test_invalid_expectation_is_an_error_not_dropped(tmp_path, good, spec):
     path = tmp_path / "suite.json"
     path.write_text(json.dumps(suite))
     with pytest.raises(DataError, match=r"expectations\[0\]"):
-        validate_frame(good, path, spec.data.features, source="x")
+        validate_frame(good, path, spec.data, source="x")
 
 
 def test_training_set_gate_blocks_a_set_with_one_class(good, spec):
     good = pd.concat([good, good], ignore_index=True)  # the suite wants at least 500 rows
     training_set = good.assign(churned=0)
-    report = validate_frame(training_set, spec.training.training_suite, spec.data.features, source="set.parquet")
+    report = validate_frame(training_set, spec.training.training_suite, spec.data, source="set.parquet")
     assert not report.passed
     assert any("churned" in f and "mean" in f for f in report.summary()["blocking_failures"])
     assert validate_frame(
         good.assign(churned=(good["customer_id"] % 5 == 0).astype(int)),
         spec.training.training_suite,
-        spec.data.features,
+        spec.data,
         source="set.parquet",
     ).passed

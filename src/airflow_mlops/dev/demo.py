@@ -88,25 +88,15 @@ def generate(plan: Plan, spec: PipelineSpec, root: Path, project: Path) -> None:
     )
 
 
-def backfill(env: dict[str, str], api: Api, dag_id: str, start: date, end: date, max_active_runs: int) -> None:
+def backfill(
+    env: dict[str, str], api: Api, dag_id: str, start: date, end: date, max_active_runs: int | None = None
+) -> None:
     # The scheduler marks a backfill complete a loop after its last run finishes; the next one must wait.
     wait_for(lambda: not api.backfill_running(dag_id), f"the previous backfill of {dag_id} to complete", timeout=120)
-    say(f"airflow backfill create --dag-id {dag_id} --from-date {start} --to-date {end}")
-    airflow_cli(
-        env,
-        "backfill",
-        "create",
-        "--dag-id",
-        dag_id,
-        "--from-date",
-        start.isoformat(),
-        "--to-date",
-        end.isoformat(),
-        "--max-active-runs",
-        str(max_active_runs),
-        "--reprocess-behavior",
-        "completed",
-    )
+    limit = ("--max-active-runs", str(max_active_runs)) if max_active_runs else ()
+    command = ("backfill", "create", "--dag-id", dag_id, "--from-date", start.isoformat(), "--to-date", end.isoformat())
+    say(f"airflow {' '.join((*command, *limit))}")
+    airflow_cli(env, *command, *limit, "--reprocess-behavior", "completed")
 
 
 def replay(env: dict[str, str], api: Api, spec: PipelineSpec, plan: Plan, timeout: float) -> None:
@@ -130,7 +120,8 @@ def replay(env: dict[str, str], api: Api, spec: PipelineSpec, plan: Plan, timeou
     wait_for_runs(api, training, 1, timeout, progress=say)
 
     backfill(env, api, features, first_training + timedelta(days=1), last, max_active_runs=2)
-    backfill(env, api, monitoring, first_training + timedelta(days=1), last, max_active_runs=1)
+    # Airflow's default concurrency: the monitoring DAG decides days in order by itself.
+    backfill(env, api, monitoring, first_training + timedelta(days=1), last)
     wait_for_runs(api, features, plan.days, timeout, progress=say)
     wait_for_runs(api, monitoring, plan.days - plan.first_training_day - 1, timeout, progress=say)
     wait_for(lambda: all(r["state"] in ("success", "failed") for r in api.runs(training)), "training runs", timeout)

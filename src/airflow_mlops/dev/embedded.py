@@ -14,6 +14,12 @@ from typing import Any
 API_PORT = 8080
 
 
+def write_private(path: Path, content: str) -> None:
+    """Create ``path`` readable and writable by its owner only, whatever the umask (secrets, passwords)."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        file.write(content)
+
+
 def airflow_env(home: Path, *, api_port: int, project: Path) -> dict[str, str]:
     """Airflow settings every stack shares: the DAGs and plugins folders of the ``project`` folder (the
     installed airflow-mlops package brings its own plugin and provider), auth, ports."""
@@ -21,10 +27,10 @@ def airflow_env(home: Path, *, api_port: int, project: Path) -> dict[str, str]:
     airflow_home.mkdir(parents=True, exist_ok=True)
     secret_file = airflow_home / "jwt_secret"
     if not secret_file.exists():
-        secret_file.write_text(os.urandom(24).hex())
+        write_private(secret_file, os.urandom(24).hex())
     passwords = airflow_home / "passwords.json"
     if not passwords.exists():
-        passwords.write_text(json.dumps({"admin": "admin"}))
+        write_private(passwords, json.dumps({"admin": "admin"}))
     return {
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(project.resolve() / "dags"),

@@ -1,8 +1,15 @@
 """Feast's Redis online store, written the way Feast lays it out: one hash per entity, pipelined, with an
-"older never overwrites newer" check per entity. Called by :mod:`airflow_mlops.feature_store.online_writer`."""
+"older never overwrites newer" check per entity. Called by :mod:`airflow_mlops.feature_store.online_writer`.
+
+Writers of one feature view take turns (a Redis lock that expires if its holder dies): the check and the
+write are separate round trips, so two interleaved writers could otherwise put older values back. Every
+reply is awaited with :data:`REPLY_TIMEOUT_S`, so a Redis that stops answering fails the task instead of
+hanging it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +25,9 @@ from airflow_mlops.feature_store.online_writer import (
     LatestRows,
     tagged_varints,
 )
+
+REPLY_TIMEOUT_S = 60.0
+LOCK_LEASE_S = 60.0  # renewed after every chunk; a dead writer's lock frees itself after this
 
 # google.protobuf.Timestamp: seconds (field 1) and nanos (field 2), both varints.
 TAG_SECONDS, TAG_NANOS = 0x08, 0x10
@@ -122,15 +132,19 @@ class RedisLayout:
 
 
 def write_redis(config: RepoConfig, context: ExecutionContext, view: FeatureView, rows: LatestRows, chunk: int) -> None:
-    """Feast's Redis write: look up every key's stored ``_ts``, then HSET (and EXPIRE) only the
-    rows strictly newer than it or with none stored, as Feast does per batch.
+    """Feast's Redis write: look up every key's stored ``_ts``, then HSET (and EXPIRE) only the rows at
+    least as new as it (a re-run of the same day rewrites its values) or with none stored.
     """
     from feast.infra.online_stores.redis import RedisOnlineStore
 
     online = config.online_store
     if not isinstance(context.online_store, RedisOnlineStore):
         raise TypeError(f"online store type {online.type!r} is configured but Feast built {context.online_store!r}")
-    pool = context.online_store._get_client(online).connection_pool
+    client = context.online_store._get_client(online)
+    pool = client.connection_pool
+    for setting in ("socket_timeout", "socket_connect_timeout"):  # the lock's commands too
+        if pool.connection_kwargs.get(setting) is None:
+            pool.connection_kwargs[setting] = REPLY_TIMEOUT_S
     name = compute_versioned_name(view, config.registry.enable_online_feature_view_versioning)
     layout = RedisLayout(
         project=config.project.encode(),
@@ -140,8 +154,36 @@ def write_redis(config: RepoConfig, context: ExecutionContext, view: FeatureView
     )
     keys = pc.binary_join_element_wise(rows.entity_keys, layout.project, b"")
     stamps, new_nanos = timestamp_protos(rows.event_micros)
+    lock = client.lock(
+        f"airflow_mlops:write:{config.project}:{name}",
+        timeout=LOCK_LEASE_S,
+        blocking_timeout=10 * LOCK_LEASE_S,
+        thread_local=False,
+    )
+    if not lock.acquire():
+        raise TimeoutError(f"another writer held the online-store lock of view '{name}' for {10 * LOCK_LEASE_S:.0f} s")
+    try:
+        write_locked(pool, layout, rows, keys, stamps, new_nanos, chunk, lock.reacquire)
+    finally:
+        with contextlib.suppress(Exception):  # expired (a stalled write) or Redis gone: the lease ends by itself
+            lock.release()
+
+
+def write_locked(
+    pool: Any,
+    layout: RedisLayout,
+    rows: LatestRows,
+    keys: pa.BinaryArray,
+    stamps: pa.BinaryArray,
+    new_nanos: np.ndarray,
+    chunk: int,
+    renew: Any,
+) -> None:
     lookups, writes = pool.get_connection(), pool.get_connection()
     try:
+        for connection in (lookups, writes):
+            connection.connect()
+            connection._sock.settimeout(REPLY_TIMEOUT_S)
         acknowledgements = Acknowledgements(writes)
         send_commands(lookups, hget_commands(layout, keys.slice(0, chunk)))
         for start in range(0, rows.count, chunk):
@@ -150,10 +192,11 @@ def write_redis(config: RepoConfig, context: ExecutionContext, view: FeatureView
             # The next chunk's lookups go out before this chunk's writes, so Redis always has both
             # queued; each entity is in one chunk only, so its check still precedes its write.
             send_commands(lookups, hget_commands(layout, keys.slice(start + chunk, chunk)))
-            newer = commands.filter(pa.array(~((seen != 0) & (new_nanos[start : start + chunk] <= seen))))
+            newer = commands.filter(pa.array(~((seen != 0) & (new_nanos[start : start + chunk] < seen))))
             acknowledgements.due += len(newer) * (2 if layout.ttl else 1)
             send_commands(writes, newer)
             acknowledgements.drain(wait=False)
+            renew()
         acknowledgements.drain(wait=True)
     except BaseException:
         lookups.disconnect()  # unread replies would corrupt the next command on them

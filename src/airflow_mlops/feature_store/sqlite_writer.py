@@ -55,7 +55,8 @@ ENTITIES_PER_STATEMENT = 16
 
 
 def sqlite_upsert(table: str, names: list[str], entities: int) -> str:
-    """Feast's upsert, but one multi-row VALUES per ``entities`` entities and their features.
+    """Feast's upsert, but one multi-row VALUES per ``entities`` entities and their features, and an older
+    value never replaces a newer one (days published out of order, a re-run of an old day).
 
     Each entity's key, event and created timestamps are bound once and reused for all its feature
     rows (numbered parameters): binding, not SQLite's B-tree work, is most of the per-row cost.
@@ -71,7 +72,7 @@ def sqlite_upsert(table: str, names: list[str], entities: int) -> str:
         f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
         f"VALUES {', '.join(groups)} ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
         "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
-        "created_ts = excluded.created_ts"
+        "created_ts = excluded.created_ts WHERE excluded.event_ts >= event_ts"
     )
 
 

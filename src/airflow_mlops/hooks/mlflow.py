@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 
 class MlflowHook(ConnectionHook):
     """Connection fields: ``tracking_uri`` (``http(s)://`` server, ``sqlite:///``, ...), or host and port of an
-    MLflow server; optional ``registry_uri`` and ``artifact_location`` (root of new experiments' artifacts).
+        MLflow server; optional ``registry_uri`` and ``artifact_location`` (root of new experiments' artifacts);
+    login and password for a server behind authentication (MLflow's ``basic-auth`` app or a proxy).
 
-    Older ``http``/``https`` connections naming the server by host and port keep working.
+        Older ``http``/``https`` connections naming the server by host and port keep working.
     """
 
     conn_name_attr = "mlflow_conn_id"
@@ -45,6 +46,8 @@ class MlflowHook(ConnectionHook):
             tracking_uri=self.tracking_uri,
             registry_uri=self.extra.get("registry_uri") or None,
             artifact_location=self.extra.get("artifact_location") or None,
+            username=self.connection.login or None,
+            password=self.connection.password or None,
         )
 
     def check(self) -> str:

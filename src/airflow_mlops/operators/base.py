@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -30,14 +30,27 @@ if TYPE_CHECKING:
 
 
 def run_date(context: Context, explicit: str | None = None) -> date:
-    """The date a run is about: an explicit ``as_of``, else the logical date, else when it was asked to run."""
+    """The day a run is about: an explicit date; else its logical date (under the factories' data-interval
+    timetables, the complete day a scheduled run or a backfill covers); else, for a run triggered without
+    one, the last complete day before it was asked for."""
     if explicit:
         try:
             return date.fromisoformat(str(explicit)[:10])
         except ValueError:
             raise AirflowFailException(f"as_of must be a date (YYYY-MM-DD), got {explicit!r}") from None
-    moment = context.get("logical_date") or context["dag_run"].run_after
-    return moment.date()
+    logical = context.get("logical_date")
+    if logical is not None:
+        return logical.date()
+    return context["dag_run"].run_after.date() - timedelta(days=1)
+
+
+def last_complete_day(context: Context, explicit: str | None = None) -> date:
+    """An explicit date, else the last day of the run's data interval: a weekly run trains on the labels
+    known at the end of its week, and a backfill of the same interval reads the same days."""
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if explicit or start is None or end is None or end <= start:
+        return run_date(context, explicit)
+    return (end - timedelta(days=1)).date()
 
 
 @contextmanager
@@ -101,14 +114,14 @@ class PipelineOperator(BaseOperator):
 
 
 class DailyOperator(PipelineOperator):
-    """A step about one daily partition: ``ds`` (templated, the run's date by default)."""
+    """A step about one day: ``ds`` (templated; by default the run's date, see :func:`run_date`, so a run
+    triggered without a logical date works too)."""
 
     template_fields = (*PipelineOperator.template_fields, "ds")
 
-    def __init__(self, *, ds: str = "{{ ds }}", **kwargs: Any) -> None:
+    def __init__(self, *, ds: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ds = ds
 
-    @property
-    def day(self) -> date:
-        return date.fromisoformat(self.ds)
+    def day(self, context: Context) -> date:
+        return run_date(context, self.ds)

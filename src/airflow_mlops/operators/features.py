@@ -22,7 +22,8 @@ class PublishFeaturesOperator(DailyOperator):
     def run(self, context: Context) -> PublishedFeatures:
         from airflow_mlops.steps import features
 
-        record = features.publish(self.feast.store(), self.storage, self.spec, self.day)
+        day = self.day(context)
+        record = features.publish(self.feast.store(), self.storage, self.spec, day)
         for outlet in self.outlets:
-            context["outlet_events"][outlet].extra = {"ds": self.ds, "rows": record["rows"]}
+            context["outlet_events"][outlet].extra = {"ds": day.isoformat(), "rows": record["rows"]}
         return record

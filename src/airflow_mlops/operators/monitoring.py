@@ -24,7 +24,7 @@ class ScoreBatchOperator(DailyOperator):
     def run(self, context: Context) -> ScoringRecord:
         from airflow_mlops.steps import monitoring
 
-        record = monitoring.score_day(self.mlflow, self.storage, self.spec, self.day)
+        record = monitoring.score_day(self.mlflow, self.storage, self.spec, self.day(context))
         if record is None:
             raise AirflowSkipException(f"no champion for {self.spec.registered_model_name} yet: nothing to monitor")
         return record
@@ -44,8 +44,9 @@ class DetectDriftOperator(DailyOperator):
     def run(self, context: Context) -> DriftRecord:
         from airflow_mlops.steps import drift
 
-        record = drift.detect(self.mlflow, self.storage, self.spec, self.day, self.scoring["champion_version"])
-        self.log.info("drift on %s: %s", self.ds, record)
+        day = self.day(context)
+        record = drift.detect(self.mlflow, self.storage, self.spec, day, self.scoring["champion_version"])
+        self.log.info("drift on %s: %s", day, record)
         return record
 
 
@@ -55,9 +56,10 @@ class PerformanceReportOperator(DailyOperator):
     def run(self, context: Context) -> dict[str, Any] | None:
         from airflow_mlops.steps import monitoring
 
-        record = monitoring.performance_report(self.storage, self.spec, self.day)
+        day = self.day(context)
+        record = monitoring.performance_report(self.storage, self.spec, day)
         if record is None:
-            self.log.info("no labelled predictions yet for %s", self.ds)
+            self.log.info("no labelled predictions yet for %s", day)
         return record
 
 
@@ -80,11 +82,12 @@ class RetrainDecisionOperator(DailyOperator, BaseBranchOperator):
         from airflow_mlops.steps import monitoring
 
         active = context["ti"].get_dr_count(dag_id=self.training_dag_id, states=["queued", "running"])
+        day = self.day(context)
         record = monitoring.decide(
-            self.mlflow, self.storage, self.spec, self.day, self.drift, self.performance, training_active=active > 0
+            self.mlflow, self.storage, self.spec, day, self.drift, self.performance, training_active=active > 0
         )
-        self.log.info("retraining decision for %s: %s", self.ds, record)
-        extra: dict[str, Any] = {"ds": self.ds, **record}
+        self.log.info("retraining decision for %s: %s", day, record)
+        extra: dict[str, Any] = {"ds": day.isoformat(), **record}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
         context["ti"].xcom_push(key="decision", value=record)

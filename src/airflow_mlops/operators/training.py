@@ -9,7 +9,7 @@ from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_mlops.links import ChampionVersionLink, MlflowRunLink, ModelVersionLink
-from airflow_mlops.operators.base import PipelineOperator, bad_data_fails_fast, run_date
+from airflow_mlops.operators.base import PipelineOperator, bad_data_fails_fast, last_complete_day
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 class BuildTrainingSetOperator(PipelineOperator):
-    """Point-in-time training set from Feast for the labels that had arrived by ``as_of``."""
+    """Point-in-time training set from Feast for the labels that had arrived by ``as_of`` (by default the
+    last day of the run's data interval)."""
 
     template_fields = (*PipelineOperator.template_fields, "as_of")
 
@@ -29,7 +30,8 @@ class BuildTrainingSetOperator(PipelineOperator):
     def run(self, context: Context) -> TrainingSetRecord:
         from airflow_mlops.steps import features
 
-        return features.build_training_set(self.feast.store(), self.storage, self.spec, run_date(context, self.as_of))
+        as_of = last_complete_day(context, self.as_of)
+        return features.build_training_set(self.feast.store(), self.storage, self.spec, as_of)
 
 
 class TrainModelOperator(PipelineOperator):
@@ -125,7 +127,15 @@ class PromoteModelOperator(PipelineOperator):
     def run(self, context: Context) -> PromotionRecord:
         from airflow_mlops.steps import registry
 
-        spec, version = self.spec, self.candidate["version"]
-        reason = "; ".join(self.decision["reasons"]) if self.decision else "promoted"
-        previous = registry.promote(self.mlflow, spec.registered_model_name, version, reason)
-        return {**self.mlflow.model_record(spec), "champion": version, "previous": previous}
+        spec, version, decision = self.spec, self.candidate["version"], self.decision
+        reason = "; ".join(decision["reasons"])
+        gated_against = decision["champion_version"]
+        outcome = registry.promote(self.mlflow, spec.registered_model_name, version, reason, gated_against)
+        (self.log.info if outcome.moved else self.log.warning)("v%s: %s", version, outcome.reason)
+        return {
+            **self.mlflow.model_record(spec),
+            "champion": outcome.champion,
+            "previous": outcome.previous,
+            "moved": outcome.moved,
+            "reason": outcome.reason,
+        }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -32,17 +33,18 @@ class ValidateDataOperator(DailyOperator):
         from airflow_mlops.steps import validation
 
         spec, storage = self.spec, self.storage
-        if self.stage == "raw":
-            folder = keys.raw_partition(spec, self.ds)
+        day = self.day(context) if self.stage == "raw" else None
+        if day is not None:
+            folder = keys.raw_partition(spec, day)
         elif self.training_set:
-            folder = keys.training_set_folder(spec, self.training_set["as_of"])
+            folder = posixpath.dirname(self.training_set["key"])
         else:
             raise AirflowFailException("training-set validation needs the training set's record (training_set=)")
-        report, record = validation.validate_stored(storage, spec, self.stage, folder)
+        report, record = validation.validate_stored(storage, spec, self.stage, folder, day)
         self.log.info("validation of %s: %s", folder, record)
         context["ti"].xcom_push(key="validation", value=record)
         if report.passed:
             return record
-        if self.stage == "raw":
-            self.log.error("quarantined %s to %s", folder, validation.quarantine(storage, spec, self.ds))
+        if day is not None:
+            self.log.error("quarantined %s to %s", folder, validation.quarantine(storage, spec, day))
         raise validation.ValidationFailed(report)

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 class PartitionSensor(DailyOperator, BaseSensorOperator):
-    """Waits for the day's partition: ``raw`` as it lands, or ``features`` once validated and published.
+    """Waits for the day's partition: ``raw`` as it lands (its completion marker, when the spec names one),
+    or ``features`` once validated and published.
 
     A quarantined day never gets features, so waiting for it skips instead of timing out.
     """
@@ -28,13 +29,17 @@ class PartitionSensor(DailyOperator, BaseSensorOperator):
         self.dataset = dataset
 
     def poke(self, context: Context) -> bool:
-        spec, storage = self.spec, self.storage
-        key = keys.raw_partition(spec, self.ds) if self.dataset == "raw" else keys.offline_partition(spec, self.ds)
+        spec, storage, day = self.spec, self.storage, self.day(context)
+        key = keys.raw_partition(spec, day) if self.dataset == "raw" else keys.offline_partition(spec, day)
+        marker = keys.completion_marker(spec, day) if self.dataset == "raw" else None
+        if marker is not None:
+            self.log.info("looking for %s", storage.location(marker))
+            return storage.exists(marker)
         self.log.info("looking for parquet files in %s", storage.location(key))
         if storage.files(key, ".parquet"):
             return True
-        if self.dataset == "features" and storage.exists(keys.quarantine_partition(spec, self.ds)):
-            raise AirflowSkipException(f"{self.ds} was quarantined by the validation gate: no features to use")
+        if self.dataset == "features" and storage.exists(keys.quarantine_partition(spec, day)):
+            raise AirflowSkipException(f"{day} was quarantined by the validation gate: no features to use")
         return False
 
     def execute(self, context: Context) -> Any:

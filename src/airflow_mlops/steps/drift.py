@@ -112,7 +112,8 @@ class ReferenceProfile:
     sample: pd.DataFrame  # bounded sample of the reference, for the report's plots
 
     def save(self, storage: Storage, key: str) -> None:
-        """Write the profile folder ``key`` (``profile.json`` + ``reference_sample.parquet``) in one swap."""
+        """Write the profile folder ``key``: the sample first, ``profile.json`` last, so that on S3 (one PUT per
+        file) a killed write never leaves a profile without its sample."""
         sample = io.BytesIO()
         self.sample.to_parquet(sample, index=False)
         document = {
@@ -123,13 +124,14 @@ class ReferenceProfile:
             ],
         }
         storage.replace_folder(
-            key, {"profile.json": json.dumps(document).encode(), "reference_sample.parquet": sample.getvalue()}
+            key, {"reference_sample.parquet": sample.getvalue(), "profile.json": json.dumps(document).encode()}
         )
 
     @classmethod
     def load(cls, storage: Storage, key: str) -> ReferenceProfile | None:
-        """The profile stored at ``key``, or ``None`` when there is none yet."""
-        if not storage.exists(f"{key}/profile.json"):
+        """The profile stored at ``key``, or ``None`` when there is none yet (or only part of one, which the
+        caller then rebuilds)."""
+        if not (storage.exists(f"{key}/profile.json") and storage.exists(f"{key}/reference_sample.parquet")):
             return None
         document = json.loads(storage.read_bytes(f"{key}/profile.json"))
         columns = {}

@@ -92,11 +92,14 @@ def apply(store: Any, spec: PipelineSpec, storage: Storage) -> None:
 
 
 def write_offline(storage: Storage, spec: PipelineSpec, ds: date, frame: pd.DataFrame) -> str:
-    """Replace the day's offline partition with the validated rows (only the spec's columns)."""
+    """Replace the day's offline partition with the validated rows: only the spec's columns, each cast to its
+    declared type (an int32 landed one day and int64 the next must not give Feast two schemas)."""
     columns = [spec.data.entity_key, spec.data.timestamp_column, *spec.data.feature_names]
     key = keys.offline_partition(spec, ds)
     clean = frame[columns].copy()
     clean[spec.data.timestamp_column] = pd.to_datetime(clean[spec.data.timestamp_column], utc=True)
+    numeric = {c.name: c.dtype for c in spec.data.features if c.dtype != "string"}
+    clean = clean.astype({spec.data.entity_key: "int64", **numeric})
     data = clean.to_parquet(index=False)
     storage.replace_folder(key, {"part.parquet": data})
     return key
@@ -192,13 +195,14 @@ def build_training_set(store: Any, storage: Storage, spec: PipelineSpec, as_of: 
 
     entities = training_entities(storage, spec, as_of)
     frame = point_in_time_training_set(store, spec, entities)
-    key = keys.training_set(spec, as_of)
+    digest = fingerprint(frame)
+    key = keys.training_set(spec, as_of, digest)
     storage.write_parquet(key, frame)
     return {
         "key": key,
         "as_of": as_of.isoformat(),
         "rows": len(frame),
         "labels": len(entities),
-        "fingerprint": fingerprint(frame),
+        "fingerprint": digest,
         "label_rate": round(float(frame[spec.data.label_column].mean()), 4) if len(frame) else None,
     }

@@ -2,23 +2,43 @@
 (pandas' JSON ``table`` format) and print one JSON line. Run by :func:`airflow_mlops.steps.registry.infra_validate`
 as ``python -m airflow_mlops.steps.infra_check MODEL_URI TRACKING_URI REGISTRY_URI``, in a fresh
 interpreter, as a scoring worker would load the model.
+
+Exit status :data:`UNAVAILABLE` (``EX_TEMPFAIL``) means MLflow or the artifact store could not be reached
+while downloading the model: an outage to retry, not a verdict on the model.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
+from typing import Any
+
+UNAVAILABLE = 75
 
 
 def main(argv: list[str]) -> int:
     import mlflow
-    import numpy as np
-    import pandas as pd
 
     model_uri, tracking_uri, registry_uri = argv
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri)
-    model = mlflow.pyfunc.load_model(model_uri)
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+        except Exception as exc:
+            if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+                raise  # no such model: a verdict, not an outage
+            print(f"cannot download {model_uri}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return UNAVAILABLE
+        model = mlflow.pyfunc.load_model(local)
+        return score(model)
+
+
+def score(model: Any) -> int:
+    import numpy as np
+    import pandas as pd
+
     frame = pd.read_json(sys.stdin, orient="table")
     scores = np.asarray(model.predict(frame), dtype=float).reshape(len(frame), -1)[:, -1]
     ok = bool(np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all())

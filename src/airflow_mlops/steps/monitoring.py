@@ -156,6 +156,17 @@ def performance_report(storage: Storage, spec: PipelineSpec, ds: date) -> dict[s
     return {**metrics, "report": storage.location(key)}
 
 
+def last_requested(storage: Storage, spec: PipelineSpec, ds: date) -> date | None:
+    """The newest day before ``ds``, within the cooldown, whose decision asked for training: the cooldown
+    counts requests too, so a training run that fails before registering does not re-trigger every day."""
+    for back in range(1, spec.monitoring.drift.cooldown_days + 1):
+        day = ds - timedelta(days=back)
+        key = keys.report(spec, day, "decision.json")
+        if storage.exists(key) and json.loads(storage.read_bytes(key)).get("retrain"):
+            return day
+    return None
+
+
 def decide(
     target: MlflowTarget,
     storage: Storage,
@@ -169,13 +180,14 @@ def decide(
     """The spec's retraining policy for the day, kept as the day's decision report."""
     from airflow_mlops.steps.registry import last_trained_on
 
+    trained, asked = last_trained_on(target, spec.registered_model_name), last_requested(storage, spec, ds)
     decision = decide_retraining(
         spec.monitoring.drift,
         drift["share"],
         drift["drifted_columns"],
         performance or None,
         today=ds,
-        last_training=last_trained_on(target, spec.registered_model_name),
+        last_training=max((d for d in (trained, asked) if d is not None), default=None),
         training_active=training_active,
     )
     if decision.retrain and not spec.monitoring.retrain_on_drift:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from airflow_mlops.contracts import (
     holdout_metrics,
 )
 from airflow_mlops.spec import LOWER_IS_BETTER, MetricThresholdSpec
+from airflow_mlops.steps import infra_check
 
 if TYPE_CHECKING:
     from airflow_mlops.contracts import CandidateRecord
@@ -42,11 +44,16 @@ class MlflowTarget:
     tracking_uri: str
     registry_uri: str | None = None
     artifact_location: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     def client(self) -> Any:
         import mlflow
         from mlflow import MlflowClient
 
+        if self.username:  # MLflow's client (and the infra-validation child) read credentials from here
+            os.environ["MLFLOW_TRACKING_USERNAME"] = self.username
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = self.password or ""
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
         return MlflowClient(self.tracking_uri, self.registry_uri or self.tracking_uri)
@@ -109,9 +116,25 @@ def model_versions(target: MlflowTarget, model_name: str, where: str = "") -> li
 
 
 def find_version(target: MlflowTarget, model_name: str, training_key: str) -> Any | None:
-    """The version already registered for this exact training key (date + data fingerprint), if any."""
+    """The version registered for this exact training key (the lowest, should a retry have made two)."""
     versions = model_versions(target, model_name, f"tag.{Tag.TRAINING_KEY} = '{training_key}'")
-    return versions[0] if versions else None
+    return min(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def reuse(target: MlflowTarget, model_name: str, training_key: str) -> Candidate | None:
+    """The candidate already registered for ``training_key``: a retry or re-run returns it unchanged."""
+    existing = find_version(target, model_name, training_key)
+    if existing is None:
+        return None
+    run = target.client().get_run(existing.run_id)
+    return Candidate(
+        run.info.experiment_id,
+        existing.run_id,
+        str(existing.version),
+        f"models:/{model_name}/{existing.version}",
+        holdout_metrics(run.data.metrics),
+        reused=True,
+    )
 
 
 def last_trained_on(target: MlflowTarget, model_name: str) -> date | None:
@@ -141,18 +164,11 @@ def log_and_register(
     import mlflow
     from mlflow.models import infer_signature
 
-    existing = find_version(target, model_name, training_key)
-    if existing is not None:
-        run = target.client().get_run(existing.run_id)
-        return Candidate(
-            run.info.experiment_id,
-            existing.run_id,
-            str(existing.version),
-            f"models:/{model_name}/{existing.version}",
-            holdout_metrics(run.data.metrics),
-            reused=True,
-        )
+    reused = reuse(target, model_name, training_key)
+    if reused is not None:
+        return reused
     experiment_id = target.experiment_id(experiment)
+    tags = {**tags, Tag.TRAINING_KEY: training_key}
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         mlflow.log_params({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in params.items()})
         mlflow.log_metrics({f"{HOLDOUT_PREFIX}{k}": v for k, v in metrics.items()})
@@ -164,20 +180,36 @@ def log_and_register(
             name="model",
             signature=signature,
             input_example=input_example,
-            registered_model_name=model_name,
             pyfunc_predict_fn="predict_proba",
-            # skops (MLflow's default) refuses the torch trainer and needs a per-model allow-list; the
-            # registry only ever holds models these pipelines trained, so cloudpickle is safe here.
+            # skops (MLflow's default) refuses the torch trainer and needs a per-model allow-list; only
+            # holders of the registry's credentials can register a model (docs/production.md, threat model).
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
             pip_requirements=requirements(model),
         )
-    version = str(info.registered_model_version)
-    client = target.client()
-    client.set_model_version_tag(model_name, version, Tag.TRAINING_KEY, training_key)
-    for key, value in tags.items():  # the version carries its lineage, not only its run
-        if value:
-            client.set_model_version_tag(model_name, version, key, value)
+    version = register(target, model_name, info.model_uri, {k: v for k, v in tags.items() if v})
     return Candidate(experiment_id, run.info.run_id, version, f"models:/{model_name}/{version}", metrics)
+
+
+def register(target: MlflowTarget, model_name: str, model_uri: str, tags: dict[str, str]) -> str:
+    """Register ``model_uri`` with every lineage tag in the one call that creates the version, so a kill
+    leaves either no version or a complete one; then settle duplicates of its training key (MLflow's HTTP
+    retries can resend a create the server had committed, two runs can race): the lowest version wins,
+    the others are deleted. Returns the winner."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    target.client()  # points mlflow's fluent API at this target
+    created = mlflow.register_model(model_uri, model_name, tags=tags)
+    winner = find_version(target, model_name, tags[Tag.TRAINING_KEY]) or created
+    client = target.client()
+    for duplicate in model_versions(target, model_name, f"tag.{Tag.TRAINING_KEY} = '{tags[Tag.TRAINING_KEY]}'"):
+        if str(duplicate.version) != str(winner.version) and not duplicate.aliases:
+            try:
+                client.delete_model_version(model_name, duplicate.version)
+            except MlflowException as exc:  # the racing run deleted it first
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+    return str(winner.version)
 
 
 def requirements(model: Any) -> list[str]:
@@ -191,12 +223,22 @@ def requirements(model: Any) -> list[str]:
 
 
 def champion_version(target: MlflowTarget, model_name: str) -> Any | None:
+    """The ``@champion`` version, or ``None`` when MLflow says there is none (no such model, no such alias).
+
+    Anything else (an outage, a 5xx, a timeout) raises: read as "no champion", it would let a worse model
+    through the gate and make scoring skip the day.
+    """
     from mlflow.exceptions import MlflowException
 
+    client = target.client()
     try:
-        return target.client().get_model_version_by_alias(model_name, CHAMPION)
-    except MlflowException:
-        return None
+        registered = client.get_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    version = registered.aliases.get(CHAMPION)
+    return None if version is None else client.get_model_version(model_name, str(version))
 
 
 @dataclass
@@ -279,24 +321,52 @@ def challenge(target: MlflowTarget, storage: Storage, spec: PipelineSpec, candid
     return gate(spec.training.thresholds, candidate["metrics"], champion_metrics, versus)
 
 
-def promote(target: MlflowTarget, model_name: str, version: str, reason: str) -> str | None:
-    """Point ``champion`` at ``version``; the replaced champion keeps ``previous``. Returns that one."""
+@dataclass(frozen=True)
+class Promotion:
+    champion: str | None
+    previous: str | None
+    moved: bool
+    reason: str
+
+
+def promote(target: MlflowTarget, model_name: str, version: str, reason: str, gated_against: str | None) -> Promotion:
+    """Point ``champion`` at ``version`` (the replaced champion keeps ``previous``), but only if the
+    champion is still the one the gate compared ``version`` against (``gated_against``, ``None`` for none).
+
+    Otherwise (an old run cleared, a backfilled training run, another spec sharing the model moved it) the
+    gate's verdict is stale: ``version`` is tagged rejected with why, and ``champion`` stays. A retry after
+    a kill between the alias move and the tags completes the tags.
+    """
     client = target.client()
     current = champion_version(target, model_name)
-    if current is not None and str(current.version) == version:
-        return None
-    if current is not None:
-        client.set_registered_model_alias(model_name, PREVIOUS, current.version)
+    current_version = str(current.version) if current is not None else None
+    previous = client.get_registered_model(model_name).aliases.get(PREVIOUS)
+    if current_version == version:
+        tag_decision(target, model_name, version, PROMOTED, reason)
+        return Promotion(version, str(previous) if previous else None, False, f"v{version} is already champion")
+    if current_version != gated_against:
+        why = (
+            f"not promoted: the gate compared v{version} against "
+            f"{f'v{gated_against}' if gated_against else 'no champion'}, but the champion is now "
+            f"{f'v{current_version}' if current_version else 'none'}; train again to gate against it"
+        )
+        tag_decision(target, model_name, version, REJECTED, why)
+        return Promotion(current_version, str(previous) if previous else None, False, why)
+    if current_version is not None:
+        client.set_registered_model_alias(model_name, PREVIOUS, current_version)
     client.set_registered_model_alias(model_name, CHAMPION, version)
-    client.set_model_version_tag(model_name, version, Tag.DECISION, PROMOTED)
+    tag_decision(target, model_name, version, PROMOTED, reason)
+    return Promotion(version, current_version, True, reason)
+
+
+def tag_decision(target: MlflowTarget, model_name: str, version: str, decision: str, reason: str) -> None:
+    client = target.client()
+    client.set_model_version_tag(model_name, version, Tag.DECISION, decision)
     client.set_model_version_tag(model_name, version, Tag.DECISION_REASON, reason[:5000])
-    return str(current.version) if current is not None else None
 
 
 def reject(target: MlflowTarget, model_name: str, version: str, reasons: list[str]) -> None:
-    client = target.client()
-    client.set_model_version_tag(model_name, version, Tag.DECISION, REJECTED)
-    client.set_model_version_tag(model_name, version, Tag.DECISION_REASON, "; ".join(reasons)[:5000])
+    tag_decision(target, model_name, version, REJECTED, "; ".join(reasons))
 
 
 def validate_infra(
@@ -319,8 +389,10 @@ def infra_validate(target: MlflowTarget, model_uri: str, sample: pd.DataFrame, t
     """Load the registered model as pyfunc in a fresh interpreter and score ``sample`` there.
 
     This is what a scoring worker will do, so a model that pickles but does not load, or loads but
-    cannot score the serving schema, is caught before it becomes champion.
+    cannot score the serving schema, is caught before it becomes champion (:class:`RuntimeError`). MLflow or
+    the artifact store being unreachable is not the model's fault: :class:`ConnectionError`, retried.
     """
+
     completed = subprocess.run(
         [
             sys.executable,
@@ -336,8 +408,10 @@ def infra_validate(target: MlflowTarget, model_uri: str, sample: pd.DataFrame, t
         timeout=timeout_s,
         check=False,
     )
+    tail = completed.stderr.strip().splitlines()[-5:]
+    if completed.returncode == infra_check.UNAVAILABLE:
+        raise ConnectionError(f"infra validation could not download {model_uri} (retry): {tail}")
     if completed.returncode != 0:
-        tail = completed.stderr.strip().splitlines()[-5:]
         raise RuntimeError(f"infra validation: {model_uri} failed to load or score in a fresh process: {tail}")
     result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     if not result["ok"]:

@@ -6,7 +6,9 @@ all of them the same way, the torch one included.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,7 +21,7 @@ from airflow_mlops.spec import DataSpec, ModelSpec, PipelineSpec, SpecError
 from airflow_mlops.storage import DataError
 
 if TYPE_CHECKING:
-    from airflow_mlops.steps.registry import MlflowTarget
+    from airflow_mlops.steps.registry import Candidate, MlflowTarget
     from airflow_mlops.storage import Storage
 
 
@@ -159,11 +161,16 @@ def train_candidate(
 ) -> CandidateRecord:
     """Fit on all but the last ``holdout_days``, score the holdout, log and register the candidate.
 
-    The version is keyed by as_of, data fingerprint and trainer: a retry returns the version registered first.
+    The version is keyed by :func:`training_key`: a retry, or a re-run with nothing changed, returns the
+    version registered first without fitting again; a change of data, trainer, params or code trains anew.
     """
     from airflow_mlops.steps import registry
     from airflow_mlops.storage import read_parquet
 
+    key = training_key(spec, training_set, lineage.code_version)
+    reused = registry.reuse(target, spec.registered_model_name, key)
+    if reused is not None:
+        return candidate_record(target, spec, training_set, reused)
     frame = read_parquet(storage, training_set["key"])
     split = time_split(frame, spec.data.timestamp_column, spec.training.holdout_days)
     trainer = spec.training.model.trainer
@@ -199,10 +206,31 @@ def train_candidate(
             "holdout_start": split.holdout_start.date().isoformat(),
         },
         tags=tags,
-        training_key=f"{training_set['as_of']}:{training_set['fingerprint']}:{trainer}",
+        training_key=key,
         input_example=split.holdout[spec.data.feature_names].head(5),
         artifacts={"validation/training_set.json": validation or {}, "spec.json": spec.model_dump(mode="json")},
     )
+    return candidate_record(target, spec, training_set, candidate)
+
+
+def training_key(spec: PipelineSpec, training_set: TrainingSetRecord, code_version: str) -> str:
+    """What makes two trainings the same: the day, the data (its fingerprint), and a hash of everything else
+    that shapes the model (trainer, params, windows, features, label, code version)."""
+    shape = {
+        "model": spec.training.model.model_dump(mode="json"),
+        "window_days": spec.training.window_days,
+        "holdout_days": spec.training.holdout_days,
+        "features": spec.data.feature_names,
+        "label": spec.data.label_column,
+        "code_version": code_version,
+    }
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{training_set['as_of']}:{training_set['fingerprint']}:{digest}"
+
+
+def candidate_record(
+    target: MlflowTarget, spec: PipelineSpec, training_set: TrainingSetRecord, candidate: Candidate
+) -> CandidateRecord:
     return {
         **target.model_record(spec),
         "experiment_id": candidate.experiment_id,

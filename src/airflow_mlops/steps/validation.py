@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pandas as pd
 
 from airflow_mlops import keys
 from airflow_mlops.contracts import ValidationRecord
-from airflow_mlops.spec import Column, PipelineSpec
+from airflow_mlops.spec import DataSpec, PipelineSpec
 from airflow_mlops.storage import DataError, Storage, read_partition
 
 _DTYPE_KINDS = {"int64": "iu", "float64": "fiu", "string": "OSU"}
@@ -77,21 +78,55 @@ class ValidationFailed(DataError):
         super().__init__(f"{report.source} failed suite '{report.suite}' ({len(report.blocking)} blocking): {failures}")
 
 
-def check_schema(frame: pd.DataFrame, columns: list[Column], source: str) -> list[Outcome]:
-    """The spec's columns must all be there with a compatible dtype."""
+def check_schema(frame: pd.DataFrame, data: DataSpec, source: str) -> list[Outcome]:
+    """The spec's columns must all be there with a compatible dtype: the entity key an integer, the
+    timestamp a timestamp, each feature its declared dtype."""
+    expected = [(data.entity_key, "entity key", "iu"), (data.timestamp_column, "timestamp", "M")]
+    expected += [(c.name, c.dtype, _DTYPE_KINDS[c.dtype]) for c in data.features]
     outcomes = []
-    for column in columns:
-        if column.name not in frame.columns:
-            outcomes.append(
-                Outcome("schema: column present", column.name, "block", False, f"missing; found {list(frame.columns)}")
-            )
+    for name, wanted, kinds in expected:
+        if name not in frame.columns:
+            found = list(frame.columns)
+            outcomes.append(Outcome("schema: column present", name, "block", False, f"missing; found {found}"))
             continue
-        kind = frame[column.name].dtype.kind
-        ok = kind in _DTYPE_KINDS[column.dtype]
-        detail = "" if ok else f"dtype {frame[column.name].dtype}, spec says {column.dtype}"
-        outcomes.append(Outcome("schema: dtype", column.name, "block", ok, detail))
+        column = frame[name]
+        ok = column.dtype.kind in kinds
+        detail = "" if ok else f"dtype {column.dtype}, spec says {wanted}"
+        if not ok and "i" in kinds and column.dtype.kind == "f" and column.isna().any():
+            whole = column.dropna()
+            if (whole == whole.round()).all():  # pandas turns an int column with nulls into float64
+                detail = (
+                    f"an integer column with {int(column.isna().sum())} null(s) (read as float64); spec says {wanted}"
+                )
+        outcomes.append(Outcome("schema: dtype", name, "block", ok, detail))
     if frame.empty:
         outcomes.append(Outcome("schema: not empty", None, "block", False, f"{source} has no rows"))
+    return outcomes
+
+
+def check_contents(frame: pd.DataFrame, data: DataSpec, day: date | None) -> list[Outcome]:
+    """What the contract says beyond dtypes: keys and timestamps present, at most ``max_null_fraction``
+    nulls per feature (drift ignores nulls, so a null surge is invisible downstream), and for a landed day
+    (``day``) every timestamp inside that day, one row per entity and timestamp."""
+    outcomes = []
+    for name in (data.entity_key, data.timestamp_column):
+        nulls = int(frame[name].isna().sum())
+        outcomes.append(Outcome("contract: no nulls", name, "block", nulls == 0, f"{nulls} null(s)" if nulls else ""))
+    for column in data.features:
+        allowed = data.max_null_fraction if column.max_null_fraction is None else column.max_null_fraction
+        share = float(frame[column.name].isna().mean())
+        ok = share <= allowed
+        detail = "" if ok else f"{share:.1%} nulls, at most {allowed:.1%} allowed (max_null_fraction)"
+        outcomes.append(Outcome("contract: null fraction", column.name, "block", ok, detail))
+    if day is not None:
+        stamps = pd.to_datetime(frame[data.timestamp_column], utc=True)
+        start = pd.Timestamp(day, tz="UTC")
+        outside = stamps[(stamps < start) | (stamps >= start + pd.Timedelta(days=1))]
+        detail = f"{len(outside)} row(s) outside {day} UTC, e.g. {outside.iloc[0]}" if len(outside) else ""
+        outcomes.append(Outcome("contract: timestamps in the day", data.timestamp_column, "block", not detail, detail))
+        repeated = int(frame.duplicated([data.entity_key, data.timestamp_column]).sum())
+        detail = f"{repeated} repeated ({data.entity_key}, {data.timestamp_column}) pair(s)" if repeated else ""
+        outcomes.append(Outcome("contract: one row per entity and time", data.entity_key, "block", not detail, detail))
     return outcomes
 
 
@@ -169,23 +204,34 @@ def _detail(result: dict[str, Any], exception_info: dict[str, Any]) -> str:
     return ""
 
 
-def validate_frame(frame: pd.DataFrame, suite_path: Path, columns: list[Column], source: str) -> ValidationReport:
-    """Schema contract plus GX suite; the report says whether the data may go on."""
+def validate_frame(
+    frame: pd.DataFrame, suite_path: Path, data: DataSpec, source: str, day: date | None = None
+) -> ValidationReport:
+    """Schema and contract, plus the GX suite; the report says whether the data may go on. ``day``: the
+    day a raw partition was landed for (its timestamps must fall inside it)."""
     suite = load_suite(suite_path)
     report = ValidationReport(suite=suite.get("name", suite_path.stem), source=source, rows=len(frame))
-    report.outcomes = check_schema(frame, columns, source)
+    report.outcomes = check_schema(frame, data, source)
     if report.passed:
-        report.outcomes += run_suite(frame, suite, suite_path)
+        report.outcomes += check_contents(frame, data, day) + run_suite(frame, suite, suite_path)
     return report
 
 
 def validate_stored(
-    storage: Storage, spec: PipelineSpec, stage: str, folder: str
+    storage: Storage, spec: PipelineSpec, stage: str, folder: str, day: date | None = None
 ) -> tuple[ValidationReport, ValidationRecord]:
     """Validate the partition folder ``folder`` for ``stage`` (``raw`` or ``training``) against the spec's
-    suite; the full result is kept in the lake, whether the data passed or not."""
+    suite; the full result is kept in the lake, whether the data passed or not. A file that cannot be
+    decoded fails the gate like any other bad data."""
     suite = spec.features.raw_suite if stage == "raw" else spec.training.training_suite
-    report = validate_frame(read_partition(storage, folder), suite, spec.data.features, source=storage.location(folder))
+    source = storage.location(folder)
+    try:
+        frame = read_partition(storage, folder)
+    except DataError as exc:
+        report = ValidationReport(suite=suite.stem, source=source, rows=0)
+        report.outcomes = [Outcome("schema: readable parquet", None, "block", False, str(exc))]
+    else:
+        report = validate_frame(frame, suite, spec.data, source=source, day=day)
     result_key = keys.validation_result(spec, stage, folder)
     storage.write_bytes(result_key, report.to_json())
     record: ValidationRecord = {
@@ -196,8 +242,11 @@ def validate_stored(
     return report, record
 
 
-def quarantine(storage: Storage, spec: PipelineSpec, ds: str) -> str:
-    """Move a blocked day's raw partition aside, so nothing downstream reads it; returns where it went."""
-    target = keys.quarantine_partition(spec, ds)
+def quarantine(storage: Storage, spec: PipelineSpec, ds: date | str) -> str:
+    """Move a blocked day's raw partition aside, so nothing downstream reads it; returns where it went.
+    Each quarantine of the day keeps its own folder: a day landed and blocked again loses no evidence."""
+    from datetime import UTC, datetime
+
+    target = f"{keys.quarantine_partition(spec, ds)}/at={datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
     storage.move(keys.raw_partition(spec, ds), target)
     return target
