@@ -29,7 +29,7 @@ class Tag:
     DRIFT_REPORT = "drift_report"
     DRIFTED_COLUMNS = "drifted_columns"
     TRAINER = "trainer"
-    TRAINING_KEY = "training_key"  # as_of + fingerprint + trainer: one version per key, however often retried
+    TRAINING_KEY = "training_key"  # as_of + data fingerprint + hash of the model's shape: one version per key
     DECISION = "decision"  # promoted | rejected (absent while pending)
     DECISION_REASON = "decision_reason"
 

@@ -145,3 +145,13 @@ def test_a_promotion_killed_before_its_tags_completes_them_on_retry(
     assert retried.champion == "2" and retried.previous == "1"
     tags = through_proxy.client().get_model_version(model_name, "2").tags
     assert tags[Tag.DECISION] == "promoted" and tags[Tag.DECISION_REASON] == "better"
+
+
+def test_a_run_left_running_by_a_killed_attempt_is_ended_by_the_retry(through_proxy, spec, labelled, model_name):
+    """SIGKILL inside ``mlflow.start_run`` leaves the run RUNNING for ever; the retry ends it as KILLED."""
+    client = through_proxy.client()
+    experiment = through_proxy.experiment_id("churn")
+    ghost = client.create_run(experiment, tags={Tag.TRAINING_KEY: "k1"}).info.run_id
+    candidate = register_candidate(through_proxy, spec, labelled, "k1", model_name=model_name)
+    assert client.get_run(ghost).info.status == "KILLED"
+    assert client.get_run(candidate.run_id).info.status == "FINISHED"

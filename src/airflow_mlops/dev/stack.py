@@ -153,6 +153,16 @@ class Api:
             run = DagRunApi(self._authorized()).trigger_dag_run(dag_id, body, _request_timeout=self.TIMEOUT)
         return run.dag_run_id
 
+    def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+        """One task instance as the API's JSON object (``id``, ``state``, ``try_number``, ...)."""
+        from airflow_client.client import TaskInstanceApi
+
+        with self._errors(f"GET /api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"):
+            instance = TaskInstanceApi(self._authorized()).get_task_instance(
+                dag_id, run_id, task_id, _request_timeout=self.TIMEOUT
+            )
+        return instance.model_dump(mode="json")
+
     def links(self, dag_id: str, run_id: str, task_id: str) -> dict[str, str | None]:
         """A task instance's extra links by name; ``None`` where the link has no URL. Read as JSON: the
         client's model has only strings there and fails on the ``null`` Airflow answers for those."""

@@ -168,6 +168,7 @@ def log_and_register(
     if reused is not None:
         return reused
     experiment_id = target.experiment_id(experiment)
+    end_killed_runs(target, experiment_id, training_key)
     tags = {**tags, Tag.TRAINING_KEY: training_key}
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         mlflow.log_params({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in params.items()})
@@ -188,6 +189,15 @@ def log_and_register(
         )
     version = register(target, model_name, info.model_uri, {k: v for k, v in tags.items() if v})
     return Candidate(experiment_id, run.info.run_id, version, f"models:/{model_name}/{version}", metrics)
+
+
+def end_killed_runs(target: MlflowTarget, experiment_id: str, training_key: str) -> None:
+    """Mark ``KILLED`` the runs of this key left ``RUNNING`` by a killed attempt (nothing registered them:
+    no version exists for the key), so the experiment shows one finished run per model, not ghosts."""
+    client = target.client()
+    where = f"tags.`{Tag.TRAINING_KEY}` = '{training_key}' and attributes.status = 'RUNNING'"
+    for run in client.search_runs([experiment_id], filter_string=where):
+        client.set_terminated(run.info.run_id, status="KILLED")
 
 
 def register(target: MlflowTarget, model_name: str, model_uri: str, tags: dict[str, str]) -> str:
