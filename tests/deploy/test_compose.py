@@ -700,8 +700,9 @@ def run_minio_init(
     each user's policies."""
     init = services["minio-init"]
     assert init["entrypoint"] == ["/bin/bash", "-c"], "the script uses bash substitutions"
-    script = init["command"][-1].replace(mounted_at(init, MINIO_POLICIES), str(MINIO_POLICIES))
-    script = script.replace('"/tmp/', f'"{tmp_path}/')
+    # the container's /tmp first: the repository itself may live under /tmp (a CI checkout)
+    script = init["command"][-1].replace('"/tmp/', f'"{tmp_path}/')
+    script = script.replace(mounted_at(init, MINIO_POLICIES), str(MINIO_POLICIES))
     (tmp_path / "bin").mkdir(parents=True)
     (tmp_path / "policies").mkdir()
     mc = tmp_path / "bin" / "mc"

@@ -145,6 +145,20 @@ def test_bad_day_is_named_quarantined_and_goes_no_further(intake, case):
     assert asset_events(f"{spec.name}.{spec.features.feature_view}") == 0
 
 
+def test_an_unreadable_file_is_quarantined_with_its_reason(intake):
+    """A corrupt parquet file is bad data like any other: quarantined, the reason recorded, so monitoring
+    skips the day instead of waiting for its features for hours."""
+    dag, spec, storage = intake
+    ds = day(len(CASES))
+    storage.write_bytes(f"{keys.raw_partition(spec, ds)}/part-0.parquet", b"PAR1 not parquet at all")
+    dagrun = dag.test(logical_date=datetime.combine(ds, datetime.min.time(), UTC))
+    assert {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}["validate_raw"] == "failed"
+    result = json.loads(storage.read_bytes(keys.validation_result(spec, "raw", keys.raw_partition(spec, ds))))
+    [failure] = result["blocking_failures"]
+    assert failure.startswith("schema: readable parquet") and "part-0.parquet" in failure, failure
+    assert storage.exists(keys.quarantine_partition(spec, ds)) and not storage.exists(keys.offline_partition(spec, ds))
+
+
 def test_a_day_landing_part_by_part_waits_for_its_marker(metadata_db, tmp_path):
     path = spec_variant(
         tmp_path,

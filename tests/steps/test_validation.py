@@ -120,3 +120,16 @@ def test_training_set_gate_blocks_a_set_with_one_class(good, spec):
         spec.data,
         source="set.parquet",
     ).passed
+
+
+def test_quarantining_a_day_again_keeps_the_earlier_evidence(storage, spec, good):
+    """A day landed, blocked, landed again and blocked again: both blocked versions stay in quarantine."""
+    from airflow_mlops import keys
+    from airflow_mlops.steps.validation import quarantine
+
+    moved = []
+    for attempt in range(2):
+        storage.write_parquet(f"{keys.raw_partition(spec, day(1))}/part.parquet", good.head(10 + attempt))
+        moved.append(quarantine(storage, spec, day(1)))
+    assert moved[0] != moved[1]
+    assert [len(read_partition(storage, folder)) for folder in moved] == [10, 11]
