@@ -155,3 +155,15 @@ def test_a_run_left_running_by_a_killed_attempt_is_ended_by_the_retry(through_pr
     candidate = register_candidate(through_proxy, spec, labelled, "k1", model_name=model_name)
     assert client.get_run(ghost).info.status == "KILLED"
     assert client.get_run(candidate.run_id).info.status == "FINISHED"
+
+
+def test_a_run_racing_on_the_same_key_returns_the_version_registered_first(
+    through_proxy, spec, labelled, model_name, monkeypatch
+):
+    """Two runs of one key: the second looked before the first had registered, then registered too. The
+    first version stands, the second is deleted, and the second run reports the first's version and run."""
+    first = register_candidate(through_proxy, spec, labelled, "k1", model_name=model_name)
+    monkeypatch.setattr(registry, "reuse", lambda *args: None)
+    second = register_candidate(through_proxy, spec, labelled, "k1", model_name=model_name)
+    assert (second.version, second.run_id, second.reused) == (first.version, first.run_id, True)
+    assert [str(v.version) for v in registry.model_versions(through_proxy, model_name)] == [first.version]

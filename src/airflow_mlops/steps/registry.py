@@ -124,14 +124,16 @@ def find_version(target: MlflowTarget, model_name: str, training_key: str) -> An
 def reuse(target: MlflowTarget, model_name: str, training_key: str) -> Candidate | None:
     """The candidate already registered for ``training_key``: a retry or re-run returns it unchanged."""
     existing = find_version(target, model_name, training_key)
-    if existing is None:
-        return None
-    run = target.client().get_run(existing.run_id)
+    return None if existing is None else registered_candidate(target, model_name, existing)
+
+
+def registered_candidate(target: MlflowTarget, model_name: str, version: Any) -> Candidate:
+    run = target.client().get_run(version.run_id)
     return Candidate(
         run.info.experiment_id,
-        existing.run_id,
-        str(existing.version),
-        f"models:/{model_name}/{existing.version}",
+        version.run_id,
+        str(version.version),
+        f"models:/{model_name}/{version.version}",
         holdout_metrics(run.data.metrics),
         reused=True,
     )
@@ -187,7 +189,10 @@ def log_and_register(
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
             pip_requirements=requirements(model),
         )
-    version = register(target, model_name, info.model_uri, {k: v for k, v in tags.items() if v})
+    winner = register(target, model_name, info.model_uri, {k: v for k, v in tags.items() if v})
+    if winner.run_id != run.info.run_id:  # a racing run of the same key registered first: its model stands
+        return registered_candidate(target, model_name, winner)
+    version = str(winner.version)
     return Candidate(experiment_id, run.info.run_id, version, f"models:/{model_name}/{version}", metrics)
 
 
@@ -200,11 +205,11 @@ def end_killed_runs(target: MlflowTarget, experiment_id: str, training_key: str)
         client.set_terminated(run.info.run_id, status="KILLED")
 
 
-def register(target: MlflowTarget, model_name: str, model_uri: str, tags: dict[str, str]) -> str:
+def register(target: MlflowTarget, model_name: str, model_uri: str, tags: dict[str, str]) -> Any:
     """Register ``model_uri`` with every lineage tag in the one call that creates the version, so a kill
     leaves either no version or a complete one; then settle duplicates of its training key (MLflow's HTTP
     retries can resend a create the server had committed, two runs can race): the lowest version wins,
-    the others are deleted. Returns the winner."""
+    the others are deleted. Returns the winning ``ModelVersion``."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -219,7 +224,7 @@ def register(target: MlflowTarget, model_name: str, model_uri: str, tags: dict[s
             except MlflowException as exc:  # the racing run deleted it first
                 if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
-    return str(winner.version)
+    return winner
 
 
 def requirements(model: Any) -> list[str]:
