@@ -126,8 +126,9 @@ class LocalStorage(Storage):
         for folder, subfolders, names in os.walk(base):
             # Hidden folders are a killed replace_folder's staging (.name.<hex>.tmp) or trash (.old).
             subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-            keys = ((Path(folder) / name).relative_to(root).as_posix() for name in names if not name.startswith("."))
-            found += [key for key in keys if key.endswith(suffix)]
+            here = Path(folder).relative_to(root)
+            visible = ((here / name).as_posix() for name in names if not name.startswith("."))
+            found += [key for key in visible if key.endswith(suffix)]
         return sorted(found)
 
     def write_bytes(self, key: str, data: bytes) -> str:
@@ -263,7 +264,8 @@ class S3Storage(Storage):
         return data
 
     def replace_folder(self, key: str, files: dict[str, bytes]) -> None:
-        """Write every new file, then delete the files the folder held that are not among them.
+        """Write every new file (one PUT each, in the order given), then delete the files the folder held
+        that are not among them.
 
         A reader listing the folder meanwhile can briefly see stale files next to complete new ones,
         never a partial file; a failure in between leaves stale files that the next replace removes.
@@ -326,8 +328,9 @@ def read_parquet(storage: Storage, key: str) -> pd.DataFrame:
 
     try:
         # A local file is memory-mapped; an object is fetched once and read without another copy.
-        source = pa.memory_map(str(storage.path(key))) if isinstance(storage, LocalStorage) else None
-        if source is None:
+        if isinstance(storage, LocalStorage):
+            source = pa.memory_map(str(storage.path(key)))
+        else:
             source = pa.BufferReader(storage.read_bytes(key))
     except FileNotFoundError as exc:
         raise DataError(f"cannot read {storage.location(key)}: it does not exist") from exc

@@ -66,10 +66,6 @@ def champion_and_challenger(through_proxy, spec, labelled, model_name, tmp_path)
     return storage, record
 
 
-def aliases(target, model_name):
-    return {k: str(v) for k, v in target.client().get_registered_model(model_name).aliases.items()}
-
-
 @pytest.mark.parametrize("fault", ["status", "refuse"], ids=["503", "connection refused"])
 def test_an_outage_during_the_gate_never_reads_as_no_champion(
     through_proxy, mlflow_faults, spec, champion_and_challenger, model_name, fault
@@ -84,7 +80,7 @@ def test_an_outage_during_the_gate_never_reads_as_no_champion(
     mlflow_faults.clear()
     decision = registry.challenge(through_proxy, storage, spec, candidate)
     assert not decision.promote and decision.champion_version == "1", decision.summary()
-    assert aliases(through_proxy, model_name) == {"champion": "1"}
+    assert registry.aliases(through_proxy, model_name) == {"champion": "1"}
 
 
 def test_an_outage_during_scoring_fails_the_day_instead_of_skipping_it(
@@ -127,7 +123,7 @@ def test_a_stale_promotion_leaves_the_champion_and_says_why(through_proxy, spec,
     outcome = registry.promote(through_proxy, model_name, "2", "passed against v1", gated_against="1")
     assert not outcome.moved and outcome.champion == "3"
     assert "compared v2 against v1, but the champion is now v3" in outcome.reason
-    assert aliases(through_proxy, model_name) == {"champion": "3", "previous": "1"}
+    assert registry.aliases(through_proxy, model_name) == {"champion": "3", "previous": "1"}
     assert through_proxy.client().get_model_version(model_name, "2").tags[Tag.DECISION] == REJECTED
 
 
@@ -140,7 +136,7 @@ def test_a_promotion_killed_before_its_tags_completes_them_on_retry(
     mlflow_faults.fail("refuse", path="model-versions/set-tag", times=1)
     with pytest.raises(MlflowException):
         registry.promote(through_proxy, model_name, "2", "better", gated_against="1")
-    assert aliases(through_proxy, model_name) == {"champion": "2", "previous": "1"}
+    assert registry.aliases(through_proxy, model_name) == {"champion": "2", "previous": "1"}
     retried = registry.promote(through_proxy, model_name, "2", "better", gated_against="1")
     assert retried.champion == "2" and retried.previous == "1"
     tags = through_proxy.client().get_model_version(model_name, "2").tags

@@ -215,6 +215,7 @@ def register(target: MlflowTarget, model_name: str, model_uri: str, tags: dict[s
 
     target.client()  # points mlflow's fluent API at this target
     created = mlflow.register_model(model_uri, model_name, tags=tags)
+    # ``or created``: a server whose search lags its writes may not list the new version yet
     winner = find_version(target, model_name, tags[Tag.TRAINING_KEY]) or created
     client = target.client()
     for duplicate in model_versions(target, model_name, f"tag.{Tag.TRAINING_KEY} = '{tags[Tag.TRAINING_KEY]}'"):
@@ -237,23 +238,27 @@ def requirements(model: Any) -> list[str]:
     return [f"{p}=={version(p)}" for p in packages]
 
 
-def champion_version(target: MlflowTarget, model_name: str) -> Any | None:
-    """The ``@champion`` version, or ``None`` when MLflow says there is none (no such model, no such alias).
+def aliases(target: MlflowTarget, model_name: str) -> dict[str, str]:
+    """The registered model's aliases (alias to version); empty only when MLflow says there is no such model.
 
     Anything else (an outage, a 5xx, a timeout) raises: read as "no champion", it would let a worse model
     through the gate and make scoring skip the day.
     """
     from mlflow.exceptions import MlflowException
 
-    client = target.client()
     try:
-        registered = client.get_registered_model(model_name)
+        registered = target.client().get_registered_model(model_name)
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
+            return {}
         raise
-    version = registered.aliases.get(CHAMPION)
-    return None if version is None else client.get_model_version(model_name, str(version))
+    return {alias: str(version) for alias, version in registered.aliases.items()}
+
+
+def champion_version(target: MlflowTarget, model_name: str) -> Any | None:
+    """The ``@champion`` version, or ``None`` when MLflow says there is none (see :func:`aliases`)."""
+    version = aliases(target, model_name).get(CHAMPION)
+    return None if version is None else target.client().get_model_version(model_name, version)
 
 
 @dataclass
@@ -353,12 +358,11 @@ def promote(target: MlflowTarget, model_name: str, version: str, reason: str, ga
     a kill between the alias move and the tags completes the tags.
     """
     client = target.client()
-    current = champion_version(target, model_name)
-    current_version = str(current.version) if current is not None else None
-    previous = client.get_registered_model(model_name).aliases.get(PREVIOUS)
+    current = aliases(target, model_name)
+    current_version, previous = current.get(CHAMPION), current.get(PREVIOUS)
     if current_version == version:
         tag_decision(target, model_name, version, PROMOTED, reason)
-        return Promotion(version, str(previous) if previous else None, False, f"v{version} is already champion")
+        return Promotion(version, previous, False, f"v{version} is already champion")
     if current_version != gated_against:
         why = (
             f"not promoted: the gate compared v{version} against "
@@ -366,7 +370,7 @@ def promote(target: MlflowTarget, model_name: str, version: str, reason: str, ga
             f"{f'v{current_version}' if current_version else 'none'}; train again to gate against it"
         )
         tag_decision(target, model_name, version, REJECTED, why)
-        return Promotion(current_version, str(previous) if previous else None, False, why)
+        return Promotion(current_version, previous, False, why)
     if current_version is not None:
         client.set_registered_model_alias(model_name, PREVIOUS, current_version)
     client.set_registered_model_alias(model_name, CHAMPION, version)
@@ -407,7 +411,6 @@ def infra_validate(target: MlflowTarget, model_uri: str, sample: pd.DataFrame, t
     cannot score the serving schema, is caught before it becomes champion (:class:`RuntimeError`). MLflow or
     the artifact store being unreachable is not the model's fault: :class:`ConnectionError`, retried.
     """
-
     completed = subprocess.run(
         [
             sys.executable,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -245,8 +245,6 @@ def validate_stored(
 def quarantine(storage: Storage, spec: PipelineSpec, ds: date | str) -> str:
     """Move a blocked day's raw partition aside, so nothing downstream reads it; returns where it went.
     Each quarantine of the day keeps its own folder: a day landed and blocked again loses no evidence."""
-    from datetime import UTC, datetime
-
     target = f"{keys.quarantine_partition(spec, ds)}/at={datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
     storage.move(keys.raw_partition(spec, ds), target)
     return target
