@@ -6,7 +6,8 @@ side, in one run, each side in its own process.
 
 Cases: DAG parse time (``airflow dags report``); the drift decision against Evidently's
 ``DataDriftPreset``; materialisation into Feast's SQLite and Redis online stores against Feast's
-``materialize``; with ``--large``, the training pipeline through Airflow against the same steps in one
+``materialize``; online predictions (latency and throughput) against Feast's SDK plus MLflow's scoring
+server, in a second table; with ``--large``, the training pipeline through Airflow against the same steps in one
 plain Python process. The torch trainer's CPU vs GPU time is ``benchmarks/torch_trainer.py`` (it needs
 a GPU machine).
 """
@@ -26,6 +27,7 @@ import drift
 import materialize
 import parse
 import pipeline
+import serving
 from harness import Row, table
 
 
@@ -44,11 +46,14 @@ def main() -> None:
         rows += drift.run(10_000_000, baseline="stattests")
         rows.append(Row(**materialize.run(1_000_000, 10, "sqlite")))
         rows += pipeline.run(customers=48_000)
+    online = serving.table([serving.run(10_000, store, 1000) for store in ("sqlite", "redis")])
     print(
         f"{date.today()} · {platform.python_implementation()} {platform.python_version()} · "
         f"{os.cpu_count()} CPUs · {time.monotonic() - started:.0f} s in all\n"
     )
     print(table(rows))
+    print("\nonline predictions (benchmarks/serving.py):\n")
+    print(online)
 
 
 if __name__ == "__main__":

@@ -150,3 +150,89 @@ def s3_client(s3_server: str, monkeypatch: pytest.MonkeyPatch, request: pytest.F
     from airflow_mlops.dev.production import empty_bucket
 
     empty_bucket(client, bucket)
+
+
+# Alert receivers on loopback: an SMTP server (aiosmtpd) and a webhook (Slack-compatible JSON), with the
+# Airflow connections the spec's ``alerts`` name.
+SMTP_PORT, WEBHOOK_PORT = 18131, 18132
+ALERT_CONNECTIONS = {
+    "AIRFLOW_CONN_ALERTS_SMTP": {
+        "conn_type": "smtp",
+        "host": "127.0.0.1",
+        "port": SMTP_PORT,
+        "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "mlops@example.com", "retry_limit": 0},
+    },
+    "AIRFLOW_CONN_ALERTS_WEBHOOK": {"conn_type": "http", "host": f"http://127.0.0.1:{WEBHOOK_PORT}"},
+}
+ALERTS = [
+    {"channel": "smtp", "conn_id": "alerts_smtp", "to": ["ml-team@example.com"]},
+    {"channel": "webhook", "conn_id": "alerts_webhook", "endpoint": "/hooks/mlops"},
+]
+
+
+class AlertSinks:
+    """What the receivers got: emails (``email.message.Message``) and webhook posts (path, JSON body)."""
+
+    def __init__(self) -> None:
+        self.emails: list = []
+        self.posts: list[tuple[str, dict]] = []
+        self.webhook_status = 200
+
+    def clear(self) -> None:
+        self.emails.clear()
+        self.posts.clear()
+
+    def events(self) -> list[str]:
+        return [body["event"] for _path, body in self.posts]
+
+    def post(self, event: str) -> dict:
+        [body] = [body for _path, body in self.posts if body["event"] == event]
+        return body
+
+    def email(self, subject_part: str):
+        [message] = [m for m in self.emails if subject_part in m["Subject"]]
+        return message
+
+
+@pytest.fixture(scope="session")
+def alert_sinks() -> Iterator[AlertSinks]:
+    import email
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from aiosmtpd.controller import Controller
+
+    sinks = AlertSinks()
+
+    class Inbox:
+        async def handle_DATA(self, server, session, envelope):
+            sinks.emails.append(email.message_from_bytes(envelope.content))
+            return "250 OK"
+
+    class Webhook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if sinks.webhook_status == 200:
+                sinks.posts.append((self.path, body))
+            self.send_response(sinks.webhook_status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    smtp = Controller(Inbox(), hostname="127.0.0.1", port=SMTP_PORT)
+    smtp.start()
+    http = ThreadingHTTPServer(("127.0.0.1", WEBHOOK_PORT), Webhook)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    saved = {key: os.environ.get(key) for key in ALERT_CONNECTIONS}
+    os.environ.update({key: json.dumps(value) for key, value in ALERT_CONNECTIONS.items()})
+    try:
+        yield sinks
+    finally:
+        http.shutdown()
+        smtp.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -93,7 +93,7 @@ def test_a_dag_file_of_one_call_parses_from_the_installed_package(installed) -> 
     )
     parsed = json.loads(run([bin_dir / "python", "-c", code], cwd=project, env=env).strip().splitlines()[-1])
     assert parsed["errors"] == {}
-    assert parsed["dags"] == ["churn_features", "churn_monitoring", "churn_training"]
+    assert parsed["dags"] == ["churn_features", "churn_monitoring", "churn_rollback", "churn_training"]
     assert parsed["heavy"] == []  # parsing imports no ML library
     assert parsed["package"].startswith(str(bin_dir.parent))  # the installed wheel, not the repository
     assert not any(entry.startswith(str(ROOT)) for entry in parsed["path"])

@@ -120,6 +120,22 @@ class PromotionRecord(ModelRecord):
     reason: str
 
 
+class AliasMove(TypedDict):
+    """One move of ``@champion`` (a promotion or a rollback), appended to the pipeline's audit trail:
+    who moved it, when, why, from which version to which."""
+
+    event_id: str
+    at: str  # UTC, ISO 8601
+    pipeline: str
+    model: str
+    action: str  # promotion | rollback
+    champion: str  # the version @champion points to after the move
+    previous: str | None  # the version it replaced, now @previous
+    reason: str
+    actor: str  # a user (rollback) or the DAG run that moved it
+    source: str  # the DAG run, or "cli"
+
+
 class ScoringRecord(TypedDict):
     """``score_batch``: where the day's predictions are and which champion made them."""
 
@@ -148,6 +164,7 @@ class RetrainingRecord(TypedDict):
 
     retrain: bool
     reason: str
+    signals: dict[str, str]  # what asked for training ("drift", "performance") and why; empty: nothing did
     drifted_columns: list[str]
     why_not: str | None
     drift_share: float

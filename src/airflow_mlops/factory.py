@@ -5,6 +5,10 @@
   challenger gate -> infra validation -> ``champion`` alias.
 * ``<name>_monitoring``: wait for the day's features -> batch score -> drift and performance
   reports -> retraining policy -> drift-triggered training run (Asset event either way).
+* ``<name>_rollback``: triggered by hand (a form in the UI): ``champion`` back to ``previous`` or a named
+  version, recorded in the audit trail with who and why.
+
+With ``alerts`` in the spec, every task's failure (after its retries) is sent to the alert channels.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, XComArg
 from airflow.sdk.bases.timetable import BaseTimetable
 
+from airflow_mlops.notifications import PipelineNotifier
 from airflow_mlops.operators.features import PublishFeaturesOperator
 from airflow_mlops.operators.monitoring import (
     DetectDriftOperator,
@@ -29,7 +34,9 @@ from airflow_mlops.operators.training import (
     BuildTrainingSetOperator,
     ChallengerGateOperator,
     InfraValidationOperator,
+    PlanRollbackOperator,
     PromoteModelOperator,
+    RollbackOperator,
     TrainModelOperator,
 )
 from airflow_mlops.operators.validation import ValidateDataOperator
@@ -70,12 +77,15 @@ def timetable(schedule: str | None) -> BaseTimetable | str | None:
 
 
 def _dag(spec: PipelineSpec, kind: str, schedule: str | None, doc: str, **kwargs: Any) -> DAG:
+    default_args: dict[str, Any] = {**DEFAULT_ARGS, "owner": spec.owner}
+    if spec.alerts:
+        default_args["on_failure_callback"] = PipelineNotifier(spec_path=str(spec.source))
     return DAG(
         dag_id=spec.dag_id(kind),  # type: ignore[arg-type]
         schedule=timetable(schedule),
         start_date=datetime.combine(spec.start_date, datetime.min.time(), UTC),
         catchup=False,
-        default_args={**DEFAULT_ARGS, "owner": spec.owner},
+        default_args=default_args,
         tags=["mlops", spec.name, kind, *spec.tags],
         doc_md=f"**{spec.name} / {kind}**: {doc}\n\n{spec.description}\n\nSpec: `{spec.source}`",
         **kwargs,
@@ -183,7 +193,29 @@ def monitoring_dag(spec: PipelineSpec) -> DAG:
     return dag
 
 
+def rollback_dag(spec: PipelineSpec) -> DAG:
+    common = {"spec_path": str(spec.source)}
+    params = {
+        "reason": Param(type="string", minLength=3, description="why: kept in the audit trail and the alert"),
+        "to_version": Param(
+            None, type=["null", "integer"], minimum=1, description="the version to go back to (empty: @previous)"
+        ),
+    }
+    with _dag(
+        spec,
+        "rollback",
+        None,
+        "move `@champion` back to `@previous` (or `to_version`), with a reason; a refused rollback moves nothing",
+        params=params,
+        max_active_runs=1,
+    ) as dag:
+        plan = PlanRollbackOperator(task_id="plan_rollback", **common)
+        RollbackOperator(task_id="rollback_champion", plan=plan.output, **common)
+    return dag
+
+
 def build_pipelines(spec_path: str | Path) -> dict[str, DAG]:
-    """The three DAGs of one spec, keyed by dag_id (for ``globals().update(...)`` in a DAG file)."""
+    """The DAGs of one spec, keyed by dag_id (for ``globals().update(...)`` in a DAG file)."""
     spec = load_spec(spec_path)
-    return {dag.dag_id: dag for dag in (feature_dag(spec), training_dag(spec), monitoring_dag(spec))}
+    dags = (feature_dag(spec), training_dag(spec), monitoring_dag(spec), rollback_dag(spec))
+    return {dag.dag_id: dag for dag in dags}

@@ -105,3 +105,12 @@ def report(spec: PipelineSpec, ds: date | str, name: ReportName) -> str:
 def reference_profile(spec: PipelineSpec, version: str) -> str:
     """The drift reference profile of one champion version, built once from its training set."""
     return f"{reports_prefix(spec)}/reference/version={version}"
+
+
+def audit_prefix(spec: PipelineSpec) -> str:
+    """The audit trail of a pipeline's ``@champion``: one JSON file per alias move, never rewritten by another."""
+    return f"audit/{spec.name}"
+
+
+def alias_move(spec: PipelineSpec, event_id: str) -> str:
+    return f"{audit_prefix(spec)}/{event_id}.json"

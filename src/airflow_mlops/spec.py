@@ -41,6 +41,18 @@ def _check_schedule(value: str) -> str:
 
 Schedule = Annotated[str, AfterValidator(_check_schedule)]
 
+# What a pipeline can alert on (spec ``alerts[].events``), in the order a day meets them.
+ALERT_EVENTS = (
+    "validation_blocked",  # bad data stopped a day (GX gate, contract, unreadable file): nothing published
+    "task_failed",  # any other task failed after its retries
+    "drift",  # monitoring found dataset or key-feature drift
+    "champion_below_floor",  # the champion's metric on arrived labels is past its min_performance limit
+    "challenger_rejected",  # a trained candidate lost at the challenger gate
+    "promotion",  # @champion moved to a new version
+    "rollback",  # @champion moved back (CLI or the rollback DAG)
+)
+AlertEvent = Literal[ALERT_EVENTS]  # type: ignore[valid-type]
+
 
 class SpecError(ValueError):
     """A pipeline spec that cannot be used; the message names the file, the key and what is allowed."""
@@ -172,6 +184,30 @@ class MonitoringSpec(_Strict):
     wait_for_training: bool = True
 
 
+class AlertSpec(_Strict):
+    """One alert channel: an Airflow connection and the events it receives (by default all of them).
+
+    ``smtp``: the provider's ``SmtpNotifier`` over an ``smtp`` connection, to ``to``.
+    ``webhook``: the HTTP provider's ``HttpNotifier`` POSTs Slack-compatible JSON (``{"text": ...}`` plus
+    the alert's fields) to the ``http`` connection's host and ``endpoint``.
+    """
+
+    channel: Literal["smtp", "webhook"]
+    conn_id: str = Field(min_length=1)
+    to: list[str] = Field(default_factory=list)
+    from_email: str | None = None
+    endpoint: str = ""
+    events: list[AlertEvent] = Field(default_factory=lambda: list(ALERT_EVENTS), min_length=1)
+
+    @model_validator(mode="after")
+    def _recipients(self) -> AlertSpec:
+        if self.channel == "smtp" and not self.to:
+            raise ValueError("an smtp alert needs 'to': the recipients")
+        if self.channel != "smtp" and (self.to or self.from_email):
+            raise ValueError(f"'to' and 'from_email' are for smtp alerts, not {self.channel}")
+        return self
+
+
 class PipelineSpec(_Strict):
     name: Name
     description: str = ""
@@ -182,6 +218,7 @@ class PipelineSpec(_Strict):
     features: FeaturePipelineSpec
     training: TrainingSpec
     monitoring: MonitoringSpec
+    alerts: list[AlertSpec] = Field(default_factory=list)
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -198,7 +235,7 @@ class PipelineSpec(_Strict):
     def registered_model_name(self) -> str:
         return self.training.registered_model or f"{self.name}_model"
 
-    def dag_id(self, kind: Literal["features", "training", "monitoring"]) -> str:
+    def dag_id(self, kind: Literal["features", "training", "monitoring", "rollback"]) -> str:
         return f"{self.name}_{kind}"
 
 

@@ -165,7 +165,7 @@ def test_missing_secret_stops_compose_with_a_message(example_env):
 
 
 def test_the_issue_s_services_are_all_there(services):
-    expected = {"postgres", "redis", "minio", "minio-init", "mlflow", *AIRFLOW_SERVICES}
+    expected = {"postgres", "redis", "minio", "minio-init", "mlflow", "prediction", *AIRFLOW_SERVICES}
     assert expected <= set(services)
     gpu = services["airflow-worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert gpu == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
@@ -659,15 +659,15 @@ def test_each_credential_reaches_only_the_services_that_need_it(distinct_env):
         "POSTGRES_PASSWORD": {"postgres", "env-check"},
         "AIRFLOW_DB_PASSWORD": {"postgres", "env-check", *airflow},
         "MLFLOW_DB_PASSWORD": {"postgres", "env-check", "mlflow"},
-        "FEAST_DB_PASSWORD": {"postgres", "env-check", *airflow},
+        "FEAST_DB_PASSWORD": {"postgres", "env-check", "prediction", *airflow},
         "MINIO_AIRFLOW_USER": {"minio-init", *airflow},
         "MINIO_AIRFLOW_PASSWORD": {"minio-init", "env-check", *airflow},
         "MINIO_MLFLOW_USER": {"minio-init", "mlflow"},
         "MINIO_MLFLOW_PASSWORD": {"minio-init", "env-check", "mlflow"},
         "MINIO_PRODUCER_USER": {"minio-init"},
         "MINIO_PRODUCER_PASSWORD": {"minio-init", "env-check"},
-        "MLFLOW_ADMIN_USER": {"mlflow", *airflow},
-        "MLFLOW_ADMIN_PASSWORD": {"mlflow", "env-check", *airflow},
+        "MLFLOW_ADMIN_USER": {"mlflow", "prediction", *airflow},
+        "MLFLOW_ADMIN_PASSWORD": {"mlflow", "env-check", "prediction", *airflow},
         "MLFLOW_SECRET_KEY": {"mlflow", "env-check"},
         "AIRFLOW_JWT_SECRET": {"env-check", *airflow},
     }
@@ -839,7 +839,7 @@ def test_no_service_connects_to_postgres_as_the_superuser(services):
         assert postgres[variable], f"the postgres service needs {variable} for its init script"
     assert mounted_at(services["postgres"], POSTGRES_INIT).startswith("/docker-entrypoint-initdb.d/")
     urls = postgres_urls(services)
-    assert {name for name, _ in urls} == {"mlflow", *AIRFLOW_SERVICES}
+    assert {name for name, _ in urls} == {"mlflow", "prediction", *AIRFLOW_SERVICES}
     for name, url in urls:
         parts = urlsplit(url)
         database = parts.path.strip("/")

@@ -69,6 +69,8 @@ def test_a_scheduled_run_covers_the_complete_day_before_it_fires() -> None:
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for dag_id, dag in build_pipelines(SPEC_PATH).items():
+        if dag_id.endswith("_rollback"):  # triggered by hand only
+            continue
         timetable = coerce_to_core_timetable(dag.timetable)
         first = timetable.next_dagrun_info(
             last_automated_data_interval=None, restriction=TimeRestriction(earliest=start, latest=None, catchup=True)

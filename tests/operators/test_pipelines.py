@@ -18,20 +18,23 @@ import yaml
 
 from airflow_mlops.factory import build_pipelines
 from airflow_mlops.keys import offline_prefix, partition, quarantine_prefix
-from airflow_mlops.steps.registry import MlflowTarget, champion_version
+from airflow_mlops.steps import audit, registry
+from airflow_mlops.steps.registry import MlflowTarget, aliases, champion_version
 from airflow_mlops.storage import LocalStorage
-from tests.conftest import SMALL, STACK_HOME, churn_data, day, spec_variant
+from tests.conftest import ALERTS, SMALL, STACK_HOME, churn_data, day, spec_variant
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def variant(tmp: Path, name: str, **changes) -> Path:
-    """The demo spec for ``dag.test``: short windows, no waiting for the triggered run, a 2-day cooldown."""
+    """The demo spec for ``dag.test``: short windows, no waiting for the triggered run, a 2-day cooldown,
+    alerts to the loopback receivers."""
     base = {
         "training": {"window_days": 10, "holdout_days": 2},
         "monitoring": {"wait_for_training": False},  # dag.test has no scheduler to run the triggered run
     }
-    path = spec_variant(tmp, name, **{k: {**base.get(k, {}), **changes.get(k, {})} for k in {*base, *changes}})
+    merged = {k: {**base.get(k, {}), **changes.get(k, {})} for k in {*base, *changes}}
+    path = spec_variant(tmp, name, alerts=ALERTS, **merged)  # alerts: to the alert_sinks fixture's receivers
     raw = yaml.safe_load(path.read_text())
     raw["monitoring"]["drift"]["cooldown_days"] = 2
     path.write_text(yaml.safe_dump(raw))
@@ -39,20 +42,23 @@ def variant(tmp: Path, name: str, **changes) -> Path:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, alert_sinks):
     from airflow.utils import db
 
     db.initdb()
     tmp = tmp_path_factory.mktemp("specs")
     churn_data.write(SMALL, STACK_HOME / "data")
     extra = json.loads(__import__("os").environ["AIRFLOW_CONN_MLFLOW_DEFAULT"])["extra"]
+    spec_path = variant(tmp, "churn")
     return {
-        "dags": build_pipelines(variant(tmp, "churn")),
+        "spec_path": spec_path,
+        "dags": build_pipelines(spec_path),
         "strict": build_pipelines(
             variant(tmp, "strict", training={"thresholds": {"roc_auc": {"threshold": 0.6, "min_absolute_change": 0.5}}})
         ),
         "storage": LocalStorage(STACK_HOME / "data"),
         "mlflow": MlflowTarget(**extra),
+        "alerts": alert_sinks,
     }
 
 
@@ -92,6 +98,10 @@ def test_features_pass_block_and_rerun(env, spec):
     assert online_rows_at(datetime.combine(bad, datetime.min.time())) == 0
     result = json.loads(storage.read_bytes(storage.files("validation/churn/raw", ".json")[SMALL.corrupt_day]))
     assert not result["passed"] and any("monthly_charges" in f for f in result["blocking_failures"])
+    blocked = env["alerts"].post("validation_blocked")  # the failure callback, told bad data from a failure
+    assert blocked["day"] == str(bad) and "monthly_charges" in blocked["reason"]
+    assert blocked["link"].endswith(f"/mlops/validation/{result_key_of(storage, bad)}")
+    assert "task_failed" not in env["alerts"].events()
 
     before = storage.files(offline_prefix(spec), ".parquet")
     dagrun, _ = run(dags["churn_features"], 5)
@@ -99,7 +109,13 @@ def test_features_pass_block_and_rerun(env, spec):
     assert storage.files(offline_prefix(spec), ".parquet") == before  # replaced, not duplicated
 
 
+def result_key_of(storage, ds) -> str:
+    [key] = [k for k in storage.files("validation/churn/raw", ".json") if f"date={ds}" in k]
+    return key
+
+
 def test_first_model_becomes_champion_and_rerun_reuses_it(env, spec):
+    env["alerts"].clear()
     dagrun, states = run(env["dags"]["churn_training"], 9, {"as_of": str(day(9)), "reason": "first"})
     assert states["promote_champion"] == "success", (
         states,
@@ -109,6 +125,10 @@ def test_first_model_becomes_champion_and_rerun_reuses_it(env, spec):
     assert str(champion.version) == "1"
     assert champion.tags["decision"] == "promoted" and champion.tags["trigger"] == "first"
     assert champion.tags["airflow_run_id"] == dagrun.run_id and champion.tags["data_fingerprint"]
+    [move] = audit.trail(env["storage"], spec)
+    assert (move["action"], move["champion"], move["previous"]) == ("promotion", "1", None)
+    assert move["source"] == f"churn_training/{dagrun.run_id}" and move["actor"] == "churn_training"
+    assert env["alerts"].post("promotion")["summary"] == "@champion promoted to v1"
 
     run(env["dags"]["churn_training"], 9, {"as_of": str(day(9)), "reason": "again"})
     versions = env["mlflow"].client().search_model_versions(f"name = '{spec.registered_model_name}'")
@@ -124,6 +144,7 @@ def test_a_manual_run_without_a_logical_date_trains(env, spec):
 
 
 def test_challenger_that_is_not_better_is_registered_but_not_promoted(env, spec):
+    env["alerts"].clear()
     _dagrun, states = run(env["strict"]["churn_training"], 10, {"as_of": str(day(10))})
     assert states["challenger_gate"] == "success"
     assert states["infra_validation"] == "skipped" and states["promote_champion"] == "skipped"
@@ -131,6 +152,9 @@ def test_challenger_that_is_not_better_is_registered_but_not_promoted(env, spec)
     rejected = client.get_model_version(spec.registered_model_name, "2")
     assert rejected.tags["decision"] == "rejected" and "roc_auc" in rejected.tags["decision_reason"]
     assert rejected.tags["trigger"] == "manual"  # no reason in conf: the run type says how it started
+    alert = env["alerts"].post("challenger_rejected")
+    assert alert["summary"] == "challenger v2 rejected at the gate" and "roc_auc" in alert["reason"]
+    assert alert["link"].endswith("#churn-v2") and env["alerts"].events() == ["challenger_rejected"]
     assert str(champion_version(env["mlflow"], spec.registered_model_name).version) == "1"
 
 
@@ -155,6 +179,7 @@ def test_drift_triggers_training_with_reason_and_report(env, spec):
 
     for index in (11, 12, 13):
         run(env["dags"]["churn_features"], index)
+    env["alerts"].clear()
     dagrun, states = run(env["dags"]["churn_monitoring"], 13)
     assert states["trigger_training"] == "success", states
     with create_session() as session:
@@ -164,6 +189,9 @@ def test_drift_triggers_training_with_reason_and_report(env, spec):
     conf = triggered.conf
     assert conf["as_of"] == str(day(13)) and "drift" in conf["reason"]
     assert conf["report"].endswith("drift.html") and "monthly_charges" in conf["drifted_columns"]
+    drift = env["alerts"].post("drift")
+    assert drift["day"] == str(day(13)) and drift["reason"].endswith("training triggered")
+    assert drift["link"].endswith(f"/mlops/reports/{spec.monitoring.reports_path}/date={day(13)}/drift.html")
 
     dagrun, states = run(env["dags"]["churn_training"], 13, conf)
     assert str(dagrun.state) == "success", states
@@ -182,3 +210,33 @@ def test_cooldown_holds_back_the_next_drift_day(env, spec):
         env["storage"].read_bytes(f"{partition(spec.monitoring.reports_path, day(14))}/decision.json")
     )
     assert decision["retrain"] is False and decision["why_not"].startswith("cooldown")
+
+
+def test_rollback_from_the_form_and_the_cli_is_audited_and_refused_to_a_rejected_version(env, spec):
+    from airflow_mlops.dev.cli import main
+
+    name, target, storage, sinks = spec.registered_model_name, env["mlflow"], env["storage"], env["alerts"]
+    # on this small scenario the drift-triggered v3 lost its gate: make it champion as if it had won
+    registry.promote(target, name, "3", "won for the test", gated_against="1")
+    assert aliases(target, name) == {"champion": "3", "previous": "1"}
+    sinks.clear()
+    dagrun = env["dags"]["churn_rollback"].test(logical_date=None, run_conf={"reason": "v3 over-predicts churn"})
+    assert str(dagrun.state) == "success"
+    assert aliases(target, name) == {"champion": "1", "previous": "3"}
+    latest = audit.trail(storage, spec)[0]
+    assert (latest["action"], latest["champion"], latest["previous"]) == ("rollback", "1", "3")
+    assert latest["reason"] == "v3 over-predicts churn" and latest["source"] == f"churn_rollback/{dagrun.run_id}"
+    assert latest["actor"] == dagrun.triggering_user_name  # who pressed Trigger
+    assert sinks.post("rollback")["summary"] == "@champion rolled back to v1 from v3"
+
+    dagrun = env["dags"]["churn_rollback"].test(logical_date=None, run_conf={"reason": "try v2", "to_version": 2})
+    states = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
+    assert states == {"plan_rollback": "failed", "rollback_champion": "upstream_failed"}
+    assert aliases(target, name) == {"champion": "1", "previous": "3"}  # nothing moved
+    assert "v2 of churn_model was never champion (rejected:" in sinks.post("task_failed")["reason"]
+
+    assert main(["rollback", str(env["spec_path"]), "--to", "3", "--reason", "v1 is worse", "--actor", "alice"]) == 0
+    assert aliases(target, name) == {"champion": "3", "previous": "1"}
+    latest = audit.trail(storage, spec)[0]
+    assert (latest["actor"], latest["source"], latest["champion"]) == ("alice", "cli", "3")
+    assert main(["rollback", str(env["spec_path"]), "--to", "2", "--reason", "no"]) == 2

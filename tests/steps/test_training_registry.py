@@ -101,6 +101,41 @@ def test_registration_is_idempotent_and_aliases_move(mlflow_target, spec, labell
     assert str(registry.champion_version(mlflow_target, "churn_model").version) == "2"
 
 
+def test_rollback_goes_back_to_a_former_champion_only(mlflow_target, spec, labelled):
+    name = "churn_model"
+    with pytest.raises(registry.RollbackRefused, match="no @champion"):
+        registry.plan_rollback(mlflow_target, name)
+    for key, as_of in (("k1", "2026-01-08"), ("k2", "2026-01-09"), ("k3", "2026-01-10")):
+        register_candidate(mlflow_target, spec, labelled, key, as_of=as_of)
+    registry.promote(mlflow_target, name, "1", "first", gated_against=None)
+    with pytest.raises(registry.RollbackRefused, match="no @previous"):
+        registry.plan_rollback(mlflow_target, name)
+    registry.promote(mlflow_target, name, "2", "better", gated_against="1")
+    registry.reject(mlflow_target, name, "3", ["roc_auc 0.51 below 0.7"])
+
+    with pytest.raises(registry.RollbackRefused, match=r"v3 .*never champion \(rejected: roc_auc 0.51 below 0.7\)"):
+        registry.plan_rollback(mlflow_target, name, "3")
+    with pytest.raises(registry.RollbackRefused, match="has no version '9'"):
+        registry.plan_rollback(mlflow_target, name, "9")
+    with pytest.raises(registry.RollbackRefused, match=r"v2 .* is already @champion"):
+        registry.plan_rollback(mlflow_target, name, "2")
+
+    plan = registry.plan_rollback(mlflow_target, name)  # default: @previous
+    assert plan == registry.RollbackPlan("2", "1")
+    # killed after the first alias move: the retry completes the second
+    mlflow_target.client().set_registered_model_alias(name, "champion", "1")
+    assert registry.rollback(mlflow_target, name, plan, "v2 scores nonsense") == registry.Promotion(
+        "1", "2", True, "v2 scores nonsense"
+    )
+    assert registry.aliases(mlflow_target, name) == {"champion": "1", "previous": "2"}
+
+    stale = registry.RollbackPlan("1", "2")
+    registry.promote(mlflow_target, name, "3", "forced for the test", gated_against="1")
+    with pytest.raises(registry.RollbackRefused, match="moved to v3 after the rollback from v1 was planned"):
+        registry.rollback(mlflow_target, name, stale, "too late")
+    assert registry.aliases(mlflow_target, name) == {"champion": "3", "previous": "1"}
+
+
 def test_infra_validation_loads_in_a_fresh_process(mlflow_target, spec, labelled):
     candidate = register_candidate(mlflow_target, spec, labelled, "k1")
     result = registry.infra_validate(mlflow_target, candidate.model_uri, labelled[spec.data.feature_names].head(7))

@@ -17,8 +17,9 @@ from airflow_mlops import links
 from airflow_mlops.factory import build_pipelines
 from airflow_mlops.keys import partition
 from airflow_mlops.spec import PipelineSpec
+from airflow_mlops.steps import audit
 from airflow_mlops.steps.history import Version
-from airflow_mlops.steps.registry import MlflowTarget
+from airflow_mlops.steps.registry import MlflowTarget, Promotion
 from airflow_mlops.storage import LocalStorage
 from airflow_mlops.ui import app as ui
 from airflow_mlops.ui import catalog, pages
@@ -46,6 +47,15 @@ def lake(tmp_path_factory: pytest.TempPathFactory, spec: PipelineSpec) -> LocalS
     passed = {"suite": "churn_raw", "source": "/lake/raw/customers/date=2026-01-05", "rows": 400, "passed": True}
     storage.write_bytes("validation/churn/raw/raw__customers__date=2026-01-05.json", json.dumps(passed).encode())
     storage.root.parent.joinpath("secret.json").write_text('{"password": "hunter2"}')
+    for at, action, champion, previous, actor, reason in [
+        ("2026-01-11T00:05:00", "promotion", "1", None, "churn_training", "no champion yet"),
+        ("2026-01-14T00:05:00", "promotion", "2", "1", "churn_training", "passed roc_auc against champion v1"),
+        ("2026-01-15T09:30:00", "rollback", "1", "2", "alice", f"v2 over-predicts {HOSTILE}"),
+        ("2026-01-15T10:00:00", "rollback", "2", "1", "alice", "false alarm"),
+    ]:
+        move = Promotion(champion, previous, True, reason)
+        entry = audit.move(spec, move, action=action, actor=actor, source="cli", event=f"{at}-{action}")
+        audit.record(storage, spec, {**entry, "at": f"{at}.000000+00:00"})
     return storage
 
 
@@ -145,6 +155,16 @@ def test_page_shows_champion_history_drift_and_validations(client: TestClient, a
     assert rows == [("", "3"), (' class="champion"', "2"), ("", "1")]  # newest first, champion marked
     assert "passed roc_auc against champion v1" in html and "0.840" in html and "0.620" in html
     assert re.search(r"<td>previous</td>", html)
+    moves = re.findall(
+        r'<td>(2026-01-\d\d \d\d:\d\d:\d\d)</td><td><span class="(\w+)">\w+</span></td><td>([^<]+)</td><td>(\w+)</td>',
+        html,
+    )
+    assert moves == [  # the champion's audit trail, newest first
+        ("2026-01-15 10:00:00", "rollback", "v1 \u2192 v2", "alice"),
+        ("2026-01-15 09:30:00", "rollback", "v2 \u2192 v1", "alice"),
+        ("2026-01-14 00:05:00", "promotion", "v1 \u2192 v2", "churn_training"),
+        ("2026-01-11 00:05:00", "promotion", "v1", "churn_training"),
+    ]
     polyline = re.search(r'<polyline points="([^"]+)"', html)
     assert polyline and len(polyline.group(1).split()) == len(DAYS)
     assert [f"/mlops/reports/reports/churn/date={ds}/drift.html" for ds in reversed(DAYS)] == re.findall(
@@ -171,7 +191,7 @@ def test_a_script_in_a_decision_reason_is_escaped(spec: PipelineSpec) -> None:
     reason = "roc_auc too low <script>alert(1)</script>"
     version = Version("1", "run1", "2026-01-14", "drift", "rejected", reason, {})
     pipeline = catalog.Pipeline(str(SPEC_PATH), ("churn_training",), spec=spec)
-    view = catalog.Overview(pipeline, {}, [version], [], {}, [])
+    view = catalog.Overview(pipeline, {}, [version], [], {}, [], [])
     html = pages.monitoring_page("Model monitoring", [pages.pipeline_section(view, "/mlops")], "/mlops")
     assert "<script>" not in html
     assert "<td>roc_auc too low &lt;script&gt;alert(1)&lt;/script&gt;</td>" in html
@@ -262,8 +282,14 @@ def tasks() -> dict[str, Any]:
     return {task.task_id: task for dag in build_pipelines(SPEC_PATH).values() for task in dag.tasks}
 
 
-def test_operators_declare_their_links_and_they_survive_serialization(tasks: dict[str, Any]) -> None:
+def test_operators_declare_their_links_and_they_survive_serialization(
+    tasks: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from airflow.serialization.serialized_objects import DagSerialization
+
+    # As the API server loads DAGs. Airflow keeps this as a class attribute that reading a SerializedDagModel
+    # without links (as dag.test's scheduling does) leaves False for the rest of the process.
+    monkeypatch.setattr(DagSerialization, "_load_operator_extra_links", True)
 
     expected = {
         "validate_raw": {"Validation result"},
@@ -271,6 +297,7 @@ def test_operators_declare_their_links_and_they_survive_serialization(tasks: dic
         "publish_features": {"Feature view"},
         "train_model": {"MLflow run", "Model version"},
         "promote_champion": {"Champion version"},
+        "rollback_champion": {"Champion version"},
         "detect_drift": {"Drift report"},
         "trigger_training": {"Triggered DAG"},  # Airflow's own link to the drift-triggered training run
     }

@@ -1,8 +1,10 @@
-"""``airflow-mlops``: validate pipeline specs, print the embedded stack's environment, run the demo."""
+"""``airflow-mlops``: validate pipeline specs, roll a champion back, serve online predictions, print the
+embedded stack's environment, run the demo."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import shlex
 import sys
 from pathlib import Path
@@ -19,9 +21,71 @@ def _validate(args: argparse.Namespace) -> int:
             failures += 1
             print(f"INVALID {exc}", file=sys.stderr)
         else:
-            dags = ", ".join(spec.dag_id(k) for k in ("features", "training", "monitoring"))
+            dags = ", ".join(spec.dag_id(k) for k in ("features", "training", "monitoring", "rollback"))
             print(f"ok      {path}: {dags}")
     return 1 if failures else 0
+
+
+def find_spec(args: argparse.Namespace) -> Path:
+    """The spec file of ``args.pipeline``: itself when it is a file, else the spec in ``--specs`` (default:
+    the project's ``include/pipelines``) whose name it is."""
+    from airflow_mlops.spec import SpecError, load_spec
+
+    pipeline, specs = args.pipeline, args.specs or args.project / "include" / "pipelines"
+    if Path(pipeline).is_file():
+        return Path(pipeline)
+    candidates = sorted([*specs.glob("*.yaml"), *specs.glob("*.yml")]) if specs.is_dir() else []
+    for path in candidates:
+        try:
+            if load_spec(path).name == pipeline:
+                return path
+        except SpecError:
+            continue
+    raise SystemExit(f"no pipeline named {pipeline!r} in {specs} (give a spec file, or --specs FOLDER)")
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from airflow_mlops.hooks import LakeHook, MlflowHook
+    from airflow_mlops.links import ChampionVersionLink
+    from airflow_mlops.notifications import move_alert, send_alert
+    from airflow_mlops.spec import load_spec
+    from airflow_mlops.steps import audit, registry
+
+    spec = load_spec(find_spec(args))
+    target = MlflowHook(args.mlflow_conn_id or MlflowHook.default_conn_name).get_conn()
+    storage = LakeHook(args.lake_conn_id or LakeHook.default_conn_name).get_conn()
+    name = spec.registered_model_name
+    try:
+        plan = registry.plan_rollback(target, name, args.to)
+        moved = registry.rollback(target, name, plan, args.reason)
+    except registry.RollbackRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    entry = audit.move(
+        spec, moved, action="rollback", actor=args.actor, source="cli", event=audit.unique_event_id("rollback")
+    )
+    key = audit.record(storage, spec, entry)
+    link = ChampionVersionLink().url({**target.model_record(spec), "champion": moved.champion})
+    send_alert(spec, move_alert(entry, link), {})
+    print(f"{name}: @champion v{plan.from_version} -> v{plan.to_version} (v{plan.from_version} is @previous)")
+    print(f"recorded in {storage.location(key)}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from airflow_mlops.hooks import FeastHook, MlflowHook
+    from airflow_mlops.serving.app import create_app
+
+    app = create_app(
+        str(find_spec(args)),
+        mlflow_conn_id=args.mlflow_conn_id or MlflowHook.default_conn_name,
+        feast_conn_id=args.feast_conn_id or FeastHook.default_conn_name,
+        reload_interval_s=args.reload_interval,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level="info")
+    return 0
 
 
 def _env(args: argparse.Namespace) -> int:
@@ -62,6 +126,31 @@ def main(argv: list[str] | None = None) -> int:
     validate = commands.add_parser("validate", help="validate pipeline spec files")
     validate.add_argument("specs", nargs="+", type=Path)
     validate.set_defaults(func=_validate)
+
+    pipeline = argparse.ArgumentParser(add_help=False, parents=[project])  # commands on one pipeline's model
+    pipeline.add_argument("pipeline", help="the pipeline's name (a spec in --specs) or its spec file")
+    pipeline.add_argument("--specs", type=Path, help="folder of pipeline specs (default: include/pipelines)")
+    pipeline.add_argument("--mlflow-conn-id", help="MLflow connection (default: mlflow_default)")
+
+    rollback = commands.add_parser(
+        "rollback",
+        parents=[pipeline],
+        help="move a pipeline's @champion back to @previous (or --to VERSION), recorded in its audit trail",
+    )
+    rollback.add_argument("--reason", required=True, help="why: kept in the audit trail and sent with the alert")
+    rollback.add_argument("--to", help="the version to go back to (default: @previous); it must have been champion")
+    rollback.add_argument("--actor", default=getpass.getuser(), help="who rolls back (default: the OS user)")
+    rollback.add_argument("--lake-conn-id", help="data lake connection (default: mlops_storage)")
+    rollback.set_defaults(func=_rollback)
+
+    serve = commands.add_parser(
+        "serve", parents=[pipeline], help="serve online predictions: @champion over the Feast online store"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8090)
+    serve.add_argument("--reload-interval", type=float, default=10, help="seconds between looks at @champion")
+    serve.add_argument("--feast-conn-id", help="Feast connection (default: feast_default)")
+    serve.set_defaults(func=_serve)
 
     env = commands.add_parser(
         "env", parents=[project], help="print the embedded stack's environment as shell exports (creates its folders)"

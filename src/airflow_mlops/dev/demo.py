@@ -230,5 +230,7 @@ def where_to_look(env: dict[str, str], lake: Storage, spec: PipelineSpec, home: 
             f"Reports:      {lake.location(keys.reports_prefix(spec))}",
             f"Quarantine:   {lake.location(keys.quarantine_prefix(spec))}",
             f"Logs:         {home / 'logs'} and {home / 'airflow' / 'logs'}",
+            f"Roll back:    airflow-mlops rollback {spec.name} --reason '...'  (in the stack's environment: "
+            f'eval "$(airflow-mlops env --home {home})"), or trigger {spec.dag_id("rollback")} in the UI',
         ]
     )

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_mlops.exceptions import BadDataFailure
 from airflow_mlops.hooks import FeastHook, LakeHook, MlflowHook
+from airflow_mlops.notifications import Alert, send_alert
 from airflow_mlops.spec import PipelineSpec, SpecError, load_spec
 
 if TYPE_CHECKING:
@@ -61,7 +63,7 @@ def bad_data_fails_fast() -> Iterator[None]:
     try:
         yield
     except (DataError, SpecError) as exc:
-        raise AirflowFailException(str(exc)) from exc
+        raise BadDataFailure(str(exc)) from exc
 
 
 class PipelineOperator(BaseOperator):
@@ -111,6 +113,10 @@ class PipelineOperator(BaseOperator):
 
     def run(self, context: Context) -> Any:
         raise NotImplementedError
+
+    def alert(self, context: Context, alert: Alert) -> None:
+        """Tell the spec's alert channels; an alert that cannot be sent never fails the task."""
+        send_alert(self.spec, alert, context)
 
 
 class DailyOperator(PipelineOperator):

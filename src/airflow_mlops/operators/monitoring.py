@@ -10,12 +10,13 @@ from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_mlops.links import DriftReportLink
+from airflow_mlops.notifications import Alert
 from airflow_mlops.operators.base import DailyOperator, bad_data_fails_fast
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_mlops.contracts import DriftRecord, ScoringRecord
+    from airflow_mlops.contracts import DriftRecord, RetrainingRecord, ScoringRecord
 
 
 class ScoreBatchOperator(DailyOperator):
@@ -91,7 +92,23 @@ class RetrainDecisionOperator(DailyOperator, BaseBranchOperator):
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
         context["ti"].xcom_push(key="decision", value=record)
+        self.alert_signals(context, day.isoformat(), record)
         return [self.trigger_task_id] if record["retrain"] else []
+
+    def alert_signals(self, context: Context, day: str, record: RetrainingRecord) -> None:
+        link = DriftReportLink().url(self.drift)
+        action = "training triggered" if record["retrain"] else f"no training: {record['why_not']}"
+        if "drift" in record["signals"]:
+            summary = f"drift on {day}: {record['drift_share']:.0%} of features drifted"
+            self.alert(
+                context, Alert("drift", self.spec.name, summary, f"{record['signals']['drift']}; {action}", day, link)
+            )
+        if "performance" in record["signals"]:
+            reason = f"{record['signals']['performance']}; {action}"
+            self.alert(
+                context,
+                Alert("champion_below_floor", self.spec.name, f"champion below its floor on {day}", reason, day, link),
+            )
 
     def execute(self, context: Context) -> Any:
         with bad_data_fails_fast():

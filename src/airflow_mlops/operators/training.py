@@ -9,12 +9,14 @@ from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_mlops.links import ChampionVersionLink, MlflowRunLink, ModelVersionLink
+from airflow_mlops.notifications import Alert, move_alert
 from airflow_mlops.operators.base import PipelineOperator, bad_data_fails_fast, last_complete_day
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_mlops.contracts import CandidateRecord, PromotionRecord, TrainingSetRecord
+    from airflow_mlops.steps.registry import Promotion
 
 
 class BuildTrainingSetOperator(PipelineOperator):
@@ -88,6 +90,11 @@ class ChallengerGateOperator(PipelineOperator, BaseBranchOperator):
         if decision.promote:
             return [self.promote_to]
         registry.reject(self.mlflow, self.spec.registered_model_name, self.candidate["version"], decision.reasons)
+        summary = f"challenger v{self.candidate['version']} rejected at the gate"
+        link = ModelVersionLink().url(self.candidate)
+        self.alert(
+            context, Alert("challenger_rejected", self.spec.name, summary, "; ".join(decision.reasons), link=link)
+        )
         return []
 
     def execute(self, context: Context) -> Any:
@@ -132,10 +139,79 @@ class PromoteModelOperator(PipelineOperator):
         gated_against = decision["champion_version"]
         outcome = registry.promote(self.mlflow, spec.registered_model_name, version, reason, gated_against)
         (self.log.info if outcome.moved else self.log.warning)("v%s: %s", version, outcome.reason)
-        return {
-            **self.mlflow.model_record(spec),
-            "champion": outcome.champion,
-            "previous": outcome.previous,
-            "moved": outcome.moved,
-            "reason": outcome.reason,
-        }
+        # A retry after a kill between the alias move and the audit record finds v<version> already champion
+        retried = not outcome.moved and outcome.champion == version and context["ti"].try_number > 1
+        if outcome.moved or retried:
+            moved = outcome if outcome.moved else registry.Promotion(version, gated_against, True, reason)
+            record_move(self, context, moved, "promotion")
+        return promotion_record(self, outcome)
+
+
+def promotion_record(operator: PipelineOperator, outcome: Promotion) -> PromotionRecord:
+    return {
+        **operator.mlflow.model_record(operator.spec),
+        "champion": outcome.champion,
+        "previous": outcome.previous,
+        "moved": outcome.moved,
+        "reason": outcome.reason,
+    }
+
+
+def record_move(operator: PipelineOperator, context: Context, moved: Promotion, action: str) -> None:
+    """Append a move of ``@champion`` made by this task to the audit trail and alert on it. The event id is
+    the DAG run's, so a retried task rewrites its own record."""
+    from airflow_mlops.steps import audit
+
+    spec, dag_run = operator.spec, context["dag_run"]
+    actor = (getattr(dag_run, "triggering_user_name", None) if action == "rollback" else None) or dag_run.dag_id
+    entry = audit.move(
+        spec,
+        moved,
+        action=action,
+        actor=actor,
+        source=f"{dag_run.dag_id}/{dag_run.run_id}",
+        event=audit.event_id(action, dag_run.dag_id, dag_run.run_id),
+    )
+    audit.record(operator.storage, spec, entry)
+    link = ChampionVersionLink().url({**operator.mlflow.model_record(spec), "champion": moved.champion})
+    operator.alert(context, move_alert(entry, link))
+
+
+class PlanRollbackOperator(PipelineOperator):
+    """Check a rollback of ``@champion`` (to the ``to_version`` param, default ``@previous``) and fix which
+    versions it moves between, so a retried rollback moves the same two."""
+
+    def run(self, context: Context) -> dict[str, str]:
+        from airflow_mlops.steps import registry
+
+        to = context["params"].get("to_version")
+        try:
+            plan = registry.plan_rollback(self.mlflow, self.spec.registered_model_name, None if to is None else str(to))
+        except registry.RollbackRefused as exc:
+            raise AirflowFailException(str(exc)) from exc  # a request that cannot be met: no retry
+        self.log.info("rollback planned: v%s -> v%s", plan.from_version, plan.to_version)
+        return {"from_version": plan.from_version, "to_version": plan.to_version}
+
+
+class RollbackOperator(PipelineOperator):
+    """Move ``@champion`` back as planned; the version it leaves keeps ``@previous``. Recorded in the
+    audit trail with who triggered it (the DAG run's user) and the ``reason`` param."""
+
+    template_fields = (*PipelineOperator.template_fields, "plan")
+    operator_extra_links = (ChampionVersionLink(),)
+
+    def __init__(self, *, plan: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+
+    def run(self, context: Context) -> PromotionRecord:
+        from airflow_mlops.steps import registry
+
+        plan = registry.RollbackPlan(self.plan["from_version"], self.plan["to_version"])
+        reason = str(context["params"]["reason"])
+        try:
+            moved = registry.rollback(self.mlflow, self.spec.registered_model_name, plan, reason)
+        except registry.RollbackRefused as exc:
+            raise AirflowFailException(str(exc)) from exc  # a request that cannot be met: no retry
+        record_move(self, context, moved, "rollback")
+        return promotion_record(self, moved)

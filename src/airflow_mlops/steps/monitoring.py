@@ -74,11 +74,13 @@ class RetrainDecision:
     reason: str
     drifted_columns: list[str] = field(default_factory=list)
     why_not: str | None = None
+    signals: dict[str, str] = field(default_factory=dict)  # "drift", "performance": what asked for training
 
     def summary(self) -> dict[str, Any]:
         return {
             "retrain": self.retrain,
             "reason": self.reason,
+            "signals": self.signals,
             "drifted_columns": self.drifted_columns,
             "why_not": self.why_not,
         }
@@ -96,19 +98,24 @@ def decide_retraining(
 ) -> RetrainDecision:
     """Drift (share or key feature) or decay (a metric under its floor) asks for training,
     unless a training run is active or one ran within the cooldown."""
-    reasons = []
+    reasons: list[str] = []
     if drift_share >= policy.max_drifted_share:
         reasons.append(f"drift: {drift_share:.0%} of features drifted (limit {policy.max_drifted_share:.0%})")
     key_drifted = [c for c in policy.key_features if c in drifted_columns]
     if key_drifted:
         reasons.append(f"drift: key features drifted {key_drifted}")
-    for metric, floor in policy.min_performance.items():
-        if metrics is None or metric not in metrics:
-            continue
-        worse = metrics[metric] > floor if metric in LOWER_IS_BETTER else metrics[metric] < floor
-        if worse:
-            reasons.append(f"performance: {metric} {metrics[metric]:.3f} past its limit {floor}")
-    decision = RetrainDecision(bool(reasons), "; ".join(reasons) or "no drift", drifted_columns)
+    signals = {"drift": "; ".join(reasons)} if reasons else {}
+    decayed = [
+        f"performance: {metric} {metrics[metric]:.3f} past its limit {floor}"
+        for metric, floor in policy.min_performance.items()
+        if metrics is not None
+        and metric in metrics
+        and (metrics[metric] > floor if metric in LOWER_IS_BETTER else metrics[metric] < floor)
+    ]
+    if decayed:
+        reasons.extend(decayed)
+        signals["performance"] = "; ".join(decayed)
+    decision = RetrainDecision(bool(reasons), "; ".join(reasons) or "no drift", drifted_columns, signals=signals)
     if not decision.retrain:
         return decision
     if training_active:

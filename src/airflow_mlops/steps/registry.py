@@ -378,6 +378,69 @@ def promote(target: MlflowTarget, model_name: str, version: str, reason: str, ga
     return Promotion(version, current_version, True, reason)
 
 
+class RollbackRefused(ValueError):
+    """A rollback that must not happen: nothing to roll back, or a target that never served."""
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """Which version ``@champion`` leaves (``from_version``) and which it goes back to."""
+
+    from_version: str
+    to_version: str
+
+
+def plan_rollback(target: MlflowTarget, model_name: str, to: str | None = None) -> RollbackPlan:
+    """Check a rollback of ``@champion`` to ``to`` (default: ``@previous``) before anything moves.
+
+    Only a version that has been champion may be rolled back to: it passed every gate, infra validation
+    included. Anything else is refused with the reason MLflow recorded for it.
+    """
+    from mlflow.exceptions import MlflowException
+
+    current = aliases(target, model_name)
+    champion = current.get(CHAMPION)
+    if champion is None:
+        raise RollbackRefused(f"{model_name} has no @champion: nothing to roll back")
+    to = str(to) if to is not None else current.get(PREVIOUS)
+    if to is None:
+        raise RollbackRefused(f"{model_name} has no @previous version: name the version to roll back to")
+    if to == champion:
+        raise RollbackRefused(f"v{to} of {model_name} is already @champion")
+    try:
+        version = target.client().get_model_version(model_name, to)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise RollbackRefused(f"{model_name} has no version {to!r}") from None
+        raise
+    decision = version.tags.get(Tag.DECISION)
+    if decision != PROMOTED:
+        why = version.tags.get(Tag.DECISION_REASON) or "no decision recorded"
+        raise RollbackRefused(
+            f"v{to} of {model_name} was never champion ({decision or 'pending'}: {why}); "
+            "only a version that passed the gates and infra validation can be rolled back to"
+        )
+    return RollbackPlan(champion, to)
+
+
+def rollback(target: MlflowTarget, model_name: str, plan: RollbackPlan, reason: str) -> Promotion:
+    """Move ``@champion`` back to ``plan.to_version``; the version it leaves becomes ``@previous``.
+
+    Safe to repeat: a retry after a kill between the two alias moves completes them. If someone else
+    moved ``@champion`` after the plan was made, nothing moves (:class:`RollbackRefused`).
+    """
+    client = target.client()
+    champion = aliases(target, model_name).get(CHAMPION)
+    if champion not in (plan.from_version, plan.to_version):
+        raise RollbackRefused(
+            f"@champion of {model_name} moved to v{champion} after the rollback from v{plan.from_version} "
+            "was planned: nothing changed, check the champion and roll back again if still needed"
+        )
+    client.set_registered_model_alias(model_name, CHAMPION, plan.to_version)
+    client.set_registered_model_alias(model_name, PREVIOUS, plan.from_version)
+    return Promotion(plan.to_version, plan.from_version, True, reason)
+
+
 def tag_decision(target: MlflowTarget, model_name: str, version: str, decision: str, reason: str) -> None:
     client = target.client()
     client.set_model_version_tag(model_name, version, Tag.DECISION, decision)

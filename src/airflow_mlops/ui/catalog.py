@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow_mlops import keys
 
 if TYPE_CHECKING:
+    from airflow_mlops.contracts import AliasMove
     from airflow_mlops.spec import PipelineSpec
     from airflow_mlops.steps.history import Day, Version
     from airflow_mlops.steps.registry import MlflowTarget
@@ -127,6 +128,7 @@ class Overview:
     days: list[Day]
     drift_reports: dict[str, str]  # ds -> report key
     validations: list[Validation]
+    moves: list[AliasMove]  # the champion's audit trail, newest first
 
 
 def validation(storage: Storage, key: str) -> Validation:
@@ -144,7 +146,7 @@ def validation(storage: Storage, key: str) -> Validation:
 
 
 def overview(pipeline: Pipeline, storage: Storage, target: MlflowTarget) -> Overview:
-    from airflow_mlops.steps import history
+    from airflow_mlops.steps import audit, history
 
     spec = pipeline.spec
     assert spec is not None, "overview of a pipeline whose spec did not load"
@@ -161,4 +163,4 @@ def overview(pipeline: Pipeline, storage: Storage, target: MlflowTarget) -> Over
     for stage in ("raw", "training"):
         results = storage.files(keys.validation_results(spec, stage), ".json")[-LATEST_VALIDATIONS:]
         validations.extend(validation(storage, key) for key in reversed(results))
-    return Overview(pipeline, aliases, versions, days, drift_reports, validations)
+    return Overview(pipeline, aliases, versions, days, drift_reports, validations, audit.trail(storage, spec))

@@ -132,6 +132,17 @@ def pipeline_section(view: Overview, prefix: str) -> Section:
             }
             for d in reversed(view.days)
         ],
+        "moves": [
+            {
+                "at": m["at"][:19].replace("T", " "),
+                "action": m["action"],
+                "versions": f"v{m['previous']} \u2192 v{m['champion']}" if m["previous"] else f"v{m['champion']}",
+                "actor": m["actor"],
+                "reason": m["reason"],
+                "source": m["source"],
+            }
+            for m in view.moves
+        ],
         "validations": [
             {
                 "stage": v.stage,

@@ -1,0 +1,1 @@
+"""The online prediction service: ``@champion`` over Feast's online store, behind a small FastAPI app."""

@@ -1,0 +1,149 @@
+"""The prediction service of one pipeline: ``POST /predict`` with entity ids, ``GET /predict/{id}``.
+
+Features come from Feast's online store (what ``publish_features`` materialised), the model is the
+registered ``@champion``, reloaded in the background when the alias moves. Connections are Airflow's
+(``feast_default``, ``mlflow_default``), resolved once at start, so the service runs wherever the
+pipeline's tasks run: ``airflow-mlops serve <pipeline>``, or the ``prediction`` compose service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, Field
+
+from airflow_mlops.hooks import FeastHook, MlflowHook
+from airflow_mlops.spec import load_spec
+
+if TYPE_CHECKING:
+    from airflow_mlops.steps.serving import Scored
+
+MAX_IDS = 1000  # per request: a larger batch belongs to batch scoring
+MAX_BATCH_IDS = 4000  # per model call, when requests are batched together
+
+
+class Batcher:
+    """Continuous batching: the requests that arrive while the model scores one batch are scored together
+    in the next (one feature read, one ``predict_proba``). sklearn pays most of its cost per call, not
+    per row, so under concurrent load this multiplies throughput; a lone request waits for nothing.
+    """
+
+    def __init__(self, score: Callable[[list[Any]], Scored]) -> None:
+        self.score = score
+        self.queue: asyncio.Queue[tuple[list[Any], asyncio.Future[Scored]]] = asyncio.Queue()
+
+    async def submit(self, ids: list[Any]) -> Scored:
+        done: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
+        await self.queue.put((ids, done))
+        return await done
+
+    async def run(self) -> None:
+        from airflow_mlops.steps.serving import Scored
+
+        while True:
+            batch = [await self.queue.get()]
+            while not self.queue.empty() and sum(len(ids) for ids, _ in batch) < MAX_BATCH_IDS:
+                batch.append(self.queue.get_nowait())
+            merged = [i for ids, _ in batch for i in ids]
+            try:
+                result = await asyncio.to_thread(self.score, merged)
+            except Exception as exc:  # every request of the batch gets the error
+                for _, done in batch:
+                    done.set_exception(exc)
+                continue
+            for ids, done in batch:
+                mine = {i: result.scores[i] for i in ids if i in result.scores}
+                done.set_result(Scored(result.version, mine, [i for i in ids if i not in result.scores]))
+
+
+class PredictRequest(BaseModel):
+    ids: Annotated[list[int | str], Field(min_length=1, max_length=MAX_IDS)]
+
+
+class Prediction(BaseModel):
+    id: int | str
+    score: float
+
+
+class PredictResponse(BaseModel):
+    pipeline: str
+    model: str
+    version: str
+    predictions: list[Prediction]
+    unknown: list[int | str] = Field(description="ids with no features in the online store: not scored")
+
+
+def create_app(
+    spec_path: str,
+    *,
+    mlflow_conn_id: str = MlflowHook.default_conn_name,
+    feast_conn_id: str = FeastHook.default_conn_name,
+    reload_interval_s: float = 10,
+) -> FastAPI:
+    from airflow_mlops.steps.serving import NoChampion, OnlineScorer
+
+    spec = load_spec(spec_path)
+    scorer = OnlineScorer(spec, FeastHook(feast_conn_id).get_conn().store(), MlflowHook(mlflow_conn_id).get_conn())
+    key = spec.data.entity_key
+
+    batcher = Batcher(scorer.score)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(scorer.refresh)
+        stop = threading.Event()
+        scorer.watch(reload_interval_s, stop)
+        batching = asyncio.create_task(batcher.run())
+        yield
+        batching.cancel()
+        stop.set()
+
+    app = FastAPI(title=f"{spec.name} predictions", lifespan=lifespan)
+
+    async def scored(ids: list[Any]) -> Scored:
+        try:
+            return await batcher.submit(ids)
+        except NoChampion as exc:
+            raise HTTPException(503, str(exc)) from None
+
+    @app.post("/predict", response_model=PredictResponse)
+    async def predict(request: PredictRequest) -> PredictResponse:
+        """Scores for up to 1000 ids; ids without online features are listed in ``unknown``."""
+        result = await scored(request.ids)
+        return PredictResponse(
+            pipeline=spec.name,
+            model=spec.registered_model_name,
+            version=result.version,
+            predictions=[Prediction(id=i, score=s) for i, s in result.scores.items()],
+            unknown=result.unknown,
+        )
+
+    @app.get("/predict/{entity_id}")
+    async def predict_one(entity_id: int) -> dict[str, Any]:
+        """The score of one id; 404 when the online store has no features for it."""
+        result = await scored([entity_id])
+        if result.unknown:
+            raise HTTPException(404, f"no online features for {key} {entity_id} in {spec.features.feature_view}")
+        return {key: entity_id, "score": result.scores[entity_id], "version": result.version}
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        """503 until a champion is loaded; ``last_error`` says why MLflow could not be read (still serving)."""
+        champion = scorer.champion
+        if champion is None:
+            raise HTTPException(503, scorer.last_error or f"{spec.registered_model_name} has no @champion yet")
+        checked = datetime.fromtimestamp(scorer.last_check, UTC).isoformat() if scorer.last_check else None
+        return {
+            "pipeline": spec.name,
+            "version": champion.version,
+            "checked_at": checked,
+            "last_error": scorer.last_error,
+        }
+
+    return app

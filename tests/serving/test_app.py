@@ -1,0 +1,117 @@
+"""The prediction service: online features from Feast, scored by @champion, over HTTP (FastAPI's client)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from airflow_mlops import keys
+from airflow_mlops.serving.app import create_app
+from airflow_mlops.steps import features, monitoring, registry, training
+from airflow_mlops.steps.serving import OnlineScorer
+from airflow_mlops.storage import LocalStorage, read_partition
+from tests.conftest import SPEC_PATH, day, register_candidate
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture
+def stores(tmp_path, scenario_root, spec, monkeypatch):
+    """Days 0-2 published and materialised (day 2 is the newest online), an MLflow store without models,
+    and the Airflow connections the service reads."""
+    storage = LocalStorage(tmp_path / "lake")
+    raw = LocalStorage(scenario_root)
+    for index in range(3):
+        features.write_offline(storage, spec, day(index), read_partition(raw, keys.raw_partition(spec, day(index))))
+    feast = features.FeastTarget(
+        {
+            "project": "serving",
+            "registry": {"registry_type": "sql", "path": f"sqlite:///{tmp_path / 'registry.db'}"},
+            "online_store": {"type": "sqlite", "path": str(tmp_path / "online.db")},
+            "offline_store": {"type": "duckdb"},
+        }
+    )
+    store = feast.store()
+    features.apply(store, spec, storage)
+    features.materialize(store, storage, spec, day(2))
+    target = registry.MlflowTarget(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=(tmp_path / "art").as_uri())
+    monkeypatch.setenv("AIRFLOW_CONN_FEAST_SERVING", json.dumps({"conn_type": "mlops_feast", "extra": feast.config}))
+    mlflow_extra = {"tracking_uri": target.tracking_uri, "artifact_location": target.artifact_location}
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_SERVING", json.dumps({"conn_type": "mlops_mlflow", "extra": mlflow_extra}))
+    return {"storage": storage, "target": target, "store": store}
+
+
+def service(reload_interval_s: float = 0.2) -> TestClient:
+    app = create_app(
+        str(SPEC_PATH),
+        mlflow_conn_id="mlflow_serving",
+        feast_conn_id="feast_serving",
+        reload_interval_s=reload_interval_s,
+    )
+    return TestClient(app)
+
+
+def champion(stores, spec, labelled, key: str, gated_against: str | None = None) -> str:
+    version = register_candidate(stores["target"], spec, labelled, key).version
+    registry.promote(stores["target"], spec.registered_model_name, version, "test", gated_against=gated_against)
+    return version
+
+
+def test_online_scores_equal_batch_scores_and_unknown_ids_are_named(stores, spec, labelled):
+    champion(stores, spec, labelled, "k1")
+    with service() as client:
+        response = client.post("/predict", json={"ids": [3, 1, 424242, 2]})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["pipeline"], body["model"], body["version"]) == ("churn", "churn_model", "1")
+        assert body["unknown"] == [424242]
+        online = {p["id"]: p["score"] for p in body["predictions"]}
+        assert list(online) == [3, 1, 2]  # request order
+
+        newest = read_partition(stores["storage"], keys.offline_partition(spec, day(2)))
+        model = training.load_model(f"models:/{spec.registered_model_name}/1")  # what score_batch loads
+        batch = monitoring.score(model, newest, spec, "1").set_index(spec.data.entity_key)["score"]
+        for entity, score in online.items():
+            assert score == pytest.approx(batch[entity], abs=1e-12)
+
+        one = client.get("/predict/1").json()
+        assert one == {"customer_id": 1, "score": online[1], "version": "1"}
+        missing = client.get("/predict/424242")
+        assert missing.status_code == 404
+        assert missing.json()["detail"] == "no online features for customer_id 424242 in customer_features"
+        assert client.get("/predict/abc").status_code == 422
+        assert client.post("/predict", json={"ids": []}).status_code == 422
+        assert client.post("/predict", json={"ids": list(range(1001))}).status_code == 422
+
+
+def test_the_service_follows_champion_and_waits_for_the_first(stores, spec, labelled):
+    with service() as client:
+        assert client.get("/health").status_code == 503
+        unavailable = client.post("/predict", json={"ids": [1]})
+        assert unavailable.status_code == 503 and "has no @champion" in unavailable.json()["detail"]
+
+        champion(stores, spec, labelled, "k1")
+        deadline = time.monotonic() + 30
+        while client.get("/health").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.get("/health").json()["version"] == "1"
+
+        # a rollback or promotion moves the alias: the next look at it swaps the model in
+        champion(stores, spec, labelled, "k2", gated_against="1")
+        while client.get("/health").json()["version"] != "2" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.post("/predict", json={"ids": [1]}).json()["version"] == "2"
+
+
+def test_mlflow_down_keeps_the_loaded_champion_serving(stores, spec, labelled, monkeypatch):
+    champion(stores, spec, labelled, "k1")
+    scorer = OnlineScorer(spec, stores["store"], stores["target"])
+    assert scorer.refresh() and scorer.champion is not None
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    scorer.target = registry.MlflowTarget("http://127.0.0.1:9")  # nothing listens there
+    assert not scorer.refresh()
+    assert scorer.last_error and scorer.champion.version == "1"
+    assert scorer.score([1]).version == "1"
