@@ -55,7 +55,7 @@ def airflow_json(installed: tuple[Path, dict[str, str]], *args: str) -> list[dic
     return listed
 
 
-def test_the_wheel_is_a_provider_with_connection_types_links_and_a_plugin(installed) -> None:
+def test_the_wheel_is_a_provider_with_connection_types_links_a_notifier_and_a_plugin(installed) -> None:
     providers = airflow_json(installed, "providers", "list")
     assert any(p["package_name"] == "airflow-mlops" for p in providers), providers
     hooks = {h["connection_type"]: h["class"] for h in airflow_json(installed, "providers", "hooks")}
@@ -69,6 +69,8 @@ def test_the_wheel_is_a_provider_with_connection_types_links_and_a_plugin(instal
     assert form <= widgets
     links = {link["extra_link_class_name"] for link in airflow_json(installed, "providers", "links")}
     assert "airflow_mlops.links.DriftReportLink" in links and "airflow_mlops.links.MlflowRunLink" in links
+    notifiers = {n["notification_class_name"] for n in airflow_json(installed, "providers", "notifications")}
+    assert "airflow_mlops.notifications.PipelineNotifier" in notifiers
     (plugin,) = [p for p in airflow_json(installed, "plugins") if p["name"] == "airflow_mlops"]
     assert "airflow.plugins" in str(plugin["source"])  # found by entry point, not in a plugins folder
 

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from airflow_mlops.spec import PipelineSpec
 
-ReportName = Literal["drift.html", "drift.json", "performance.json", "decision.json"]
+ReportName = Literal["drift.html", "drift.json", "performance.json", "performance.html", "decision.json"]
 DRIFT_REPORT: ReportName = "drift.html"
+PERFORMANCE_REPORT: ReportName = "performance.html"
 DECISION: ReportName = "decision.json"
 
 
@@ -98,7 +99,8 @@ def reports_prefix(spec: PipelineSpec) -> str:
 
 
 def report(spec: PipelineSpec, ds: date | str, name: ReportName) -> str:
-    """One of a monitored day's reports: the Evidently drift report, performance, the retraining decision."""
+    """One of a monitored day's reports: the Evidently drift and performance reports, the metrics, the
+    retraining decision."""
     return f"{partition(reports_prefix(spec), ds)}/{name}"
 
 

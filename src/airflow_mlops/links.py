@@ -109,6 +109,14 @@ class DriftReportLink(LakeFileLink):
     route = "/reports"
 
 
+class PerformanceReportLink(LakeFileLink):
+    """Evidently's classification report of the champion on the labels that have arrived."""
+
+    name = "Performance report"
+    recorded_field = "report_key"
+    route = "/reports"
+
+
 class ValidationResultLink(LakeFileLink):
     """The GX validation result; recorded before the gate decides, so a blocked day links too."""
 

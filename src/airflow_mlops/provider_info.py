@@ -1,6 +1,6 @@
 """What Airflow learns about this package through the ``apache_airflow_provider`` entry point, the way
 it learns about every provider: connection types with their form fields (declared here, so the UI
-needs no hook import to draw the form), hooks, operators, sensors and extra links.
+needs no hook import to draw the form), hooks, operators, sensors, extra links and the notifier.
 
 Airflow reads this in every process, so it imports nothing.
 """
@@ -108,6 +108,7 @@ EXTRA_LINKS = [
         "ModelVersionLink",
         "ChampionVersionLink",
         "DriftReportLink",
+        "PerformanceReportLink",
         "ValidationResultLink",
         "FeatureViewLink",
     )
@@ -125,4 +126,5 @@ def get_provider_info() -> dict[str, Any]:
         **{kind: [{"integration-name": integration, "python-modules": modules}] for kind, modules in MODULES.items()},
         "connection-types": CONNECTION_TYPES,
         "extra-links": EXTRA_LINKS,
+        "notifications": ["airflow_mlops.notifications.PipelineNotifier"],
     }

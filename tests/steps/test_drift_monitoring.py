@@ -1,5 +1,6 @@
 """Drift verdicts (held to Evidently's own), the retraining policy, scoring and performance."""
 
+import json
 from datetime import date
 from itertools import pairwise
 
@@ -7,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from airflow_mlops import keys
 from airflow_mlops.spec import DriftPolicySpec
 from airflow_mlops.steps import drift, monitoring
 from airflow_mlops.storage import DataError
-from tests.conftest import SMALL, churn_data
+from tests.conftest import SMALL, churn_data, day
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +135,35 @@ def test_scores_and_performance(spec):
     metrics = monitoring.performance(joined, "churned")
     assert metrics["roc_auc"] == pytest.approx(0.5) and metrics["labelled_rows"] == len(frame)
     assert monitoring.performance(joined.iloc[0:0], "churned") is None
+
+
+class ByCharges:
+    """Scores that carry some signal: the higher the monthly charges, the likelier churn."""
+
+    def predict(self, frame):
+        p = (frame["monthly_charges"].to_numpy() / frame["monthly_charges"].max()).clip(0, 1)
+        return np.column_stack([1 - p, p])
+
+
+def test_performance_report_is_evidentlys_classification_report_of_the_same_rows(spec, storage):
+    for index in range(3):
+        scored = monitoring.score(ByCharges(), churn_data.snapshot(SMALL, index), spec, "2")
+        storage.write_parquet(keys.predictions(spec, day(index)), scored)
+    for index in range(3, 6):  # labels arrive label_delay_days after their snapshot
+        labels = churn_data.labels_arriving(SMALL, index)
+        storage.write_parquet(f"{keys.labels_partition(spec, day(index))}/labels.parquet", labels)
+
+    record = monitoring.performance_report(storage, spec, day(5))
+    assert record is not None and record["labelled_rows"] == 3 * SMALL.customers
+    assert record["report_key"] == keys.report(spec, day(5), "performance.html")
+    html = storage.read_bytes(record["report_key"]).decode()
+    assert "RocAuc" in html or "ROC AUC" in html
+    snapshot = monitoring.evidently_performance(monitoring.labelled_predictions(storage, spec, day(5)), "churned")
+    shown = {m["config"]["type"].rsplit(":", 1)[-1]: m["value"] for m in snapshot.dict()["metrics"]}
+    assert shown["RocAuc"] == pytest.approx(record["roc_auc"]) and shown["Accuracy"] == pytest.approx(
+        record["accuracy"]
+    )
+    assert json.loads(storage.read_bytes(keys.report(spec, day(5), "performance.json")))["roc_auc"] == record["roc_auc"]
 
 
 def test_distance_methods_are_evidentlys_defaults():

@@ -40,6 +40,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory, spec: PipelineSpec) -> LocalS
         decision = {"retrain": retrain, "reason": f"drift {share:.0%}", "why_not": "below threshold"}
         storage.write_bytes(f"{base}/decision.json", json.dumps({**decision, "drift_share": share}).encode())
         storage.write_bytes(f"{base}/drift.html", f"<html><body><script>1</script>drift of {ds}</body></html>".encode())
+    storage.write_bytes(f"{partition(spec.monitoring.reports_path, DAYS[-1])}/performance.html", b"<html>auc</html>")
     outcome = {"expectation": "expect_column_to_exist", "column": HOSTILE, "severity": "block", "success": False}
     blocked = {"suite": "churn_raw", "source": f"/lake/raw/{HOSTILE}", "rows": 5, "passed": False}
     blocked |= {"blocking_failures": [f"missing {HOSTILE}"], "warnings": [], "outcomes": [{**outcome, "detail": ""}]}
@@ -167,9 +168,12 @@ def test_page_shows_champion_history_drift_and_validations(client: TestClient, a
     ]
     polyline = re.search(r'<polyline points="([^"]+)"', html)
     assert polyline and len(polyline.group(1).split()) == len(DAYS)
-    assert [f"/mlops/reports/reports/churn/date={ds}/drift.html" for ds in reversed(DAYS)] == re.findall(
-        r'href="(/mlops/reports/[^"]+)"', html
-    )
+    newest, *older = reversed(DAYS)
+    assert [
+        f"/mlops/reports/reports/churn/date={newest}/drift.html",
+        f"/mlops/reports/reports/churn/date={newest}/performance.html",  # once labels have arrived
+        *(f"/mlops/reports/reports/churn/date={ds}/drift.html" for ds in older),
+    ] == re.findall(r'href="(/mlops/reports/[^"]+)"', html)
     assert re.findall(r'href="(/mlops/validation/[^"]+)"', html) == [
         "/mlops/validation/validation/churn/raw/raw__customers__date=2026-01-05.json",
         "/mlops/validation/validation/churn/raw/raw__customers__date=2026-01-04.json",
@@ -191,7 +195,7 @@ def test_a_script_in_a_decision_reason_is_escaped(spec: PipelineSpec) -> None:
     reason = "roc_auc too low <script>alert(1)</script>"
     version = Version("1", "run1", "2026-01-14", "drift", "rejected", reason, {})
     pipeline = catalog.Pipeline(str(SPEC_PATH), ("churn_training",), spec=spec)
-    view = catalog.Overview(pipeline, {}, [version], [], {}, [], [])
+    view = catalog.Overview(pipeline, {}, [version], [], {}, {}, [], [])
     html = pages.monitoring_page("Model monitoring", [pages.pipeline_section(view, "/mlops")], "/mlops")
     assert "<script>" not in html
     assert "<td>roc_auc too low &lt;script&gt;alert(1)&lt;/script&gt;</td>" in html
@@ -299,6 +303,7 @@ def test_operators_declare_their_links_and_they_survive_serialization(
         "promote_champion": {"Champion version"},
         "rollback_champion": {"Champion version"},
         "detect_drift": {"Drift report"},
+        "performance_report": {"Performance report"},
         "trigger_training": {"Triggered DAG"},  # Airflow's own link to the drift-triggered training run
     }
     assert {
@@ -315,6 +320,10 @@ def test_links_are_built_from_what_the_task_recorded(tasks: dict[str, Any]) -> N
     key = mock.sentinel.ti_key
     with recorded({"return_value": {"report_key": REPORT, "report": "/abs/path/drift.html"}}):
         assert links.DriftReportLink().get_link(tasks["detect_drift"], ti_key=key) == f"{base}/reports/{REPORT}"
+    performance = "reports/churn/date=2026-01-14/performance.html"
+    with recorded({"return_value": {"roc_auc": 0.8, "report_key": performance}}):
+        link = links.PerformanceReportLink().get_link(tasks["performance_report"], ti_key=key)
+        assert link == f"{base}/reports/{performance}"
     with recorded({"validation": {"result_key": VALIDATION, "passed": False}}):
         assert links.ValidationResultLink().get_link(tasks["validate_raw"], ti_key=key) == (
             f"{base}/validation/validation/churn/raw/raw__customers__date=2026-01-04.json"

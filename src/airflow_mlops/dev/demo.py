@@ -101,8 +101,9 @@ def backfill(
 
 def replay(env: dict[str, str], api: Api, spec: PipelineSpec, plan: Plan, timeout: float) -> None:
     features, training, monitoring = spec.dag_id("features"), spec.dag_id("training"), spec.dag_id("monitoring")
-    wait_for(lambda: {features, training, monitoring} <= api.dag_ids(), "the DAGs to be parsed", timeout=180)
-    for dag_id in (features, training, monitoring):
+    dag_ids = {features, training, monitoring, spec.dag_id("rollback")}  # rollback: runs only when triggered
+    wait_for(lambda: dag_ids <= api.dag_ids(), "the DAGs to be parsed", timeout=180)
+    for dag_id in sorted(dag_ids):
         api.unpause(dag_id)
     start = spec.start_date
     first_training = start + timedelta(days=plan.first_training_day)
@@ -230,7 +231,9 @@ def where_to_look(env: dict[str, str], lake: Storage, spec: PipelineSpec, home: 
             f"Reports:      {lake.location(keys.reports_prefix(spec))}",
             f"Quarantine:   {lake.location(keys.quarantine_prefix(spec))}",
             f"Logs:         {home / 'logs'} and {home / 'airflow' / 'logs'}",
-            f"Roll back:    airflow-mlops rollback {spec.name} --reason '...'  (in the stack's environment: "
-            f'eval "$(airflow-mlops env --home {home})"), or trigger {spec.dag_id("rollback")} in the UI',
+            f'Stack\'s env:  eval "$(.venv/bin/airflow-mlops env --home {home})"  (for the two commands below)',
+            f"Predictions:  .venv/bin/airflow-mlops serve {spec.name}  (then POST ids to http://127.0.0.1:8090/predict)",
+            f"Roll back:    .venv/bin/airflow-mlops rollback {spec.name} --reason '...'"
+            f"  (or trigger the {spec.dag_id('rollback')} DAG)",
         ]
     )

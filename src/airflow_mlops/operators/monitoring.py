@@ -9,7 +9,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_mlops.links import DriftReportLink
+from airflow_mlops.links import DriftReportLink, PerformanceReportLink
 from airflow_mlops.notifications import Alert
 from airflow_mlops.operators.base import DailyOperator, bad_data_fails_fast
 
@@ -52,7 +52,10 @@ class DetectDriftOperator(DailyOperator):
 
 
 class PerformanceReportOperator(DailyOperator):
-    """Champion metrics on the predictions whose labels have arrived; ``None`` until there are some."""
+    """Champion metrics on the predictions whose labels have arrived, with Evidently's classification
+    report; ``None`` until there are some."""
+
+    operator_extra_links = (PerformanceReportLink(),)
 
     def run(self, context: Context) -> dict[str, Any] | None:
         from airflow_mlops.steps import monitoring

@@ -153,14 +153,31 @@ def score_day(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds: da
 
 
 def performance_report(storage: Storage, spec: PipelineSpec, ds: date) -> dict[str, Any] | None:
-    """Champion metrics on the predictions whose labels have arrived, kept as the day's report;
-    ``None`` until there are labels of both classes."""
-    metrics = performance(labelled_predictions(storage, spec, ds), spec.data.label_column)
+    """Champion metrics on the predictions whose labels have arrived, kept as the day's report (JSON), with
+    Evidently's classification report of the same rows (HTML); ``None`` until there are labels of both
+    classes."""
+    labelled = labelled_predictions(storage, spec, ds)
+    metrics = performance(labelled, spec.data.label_column)
     if metrics is None:
         return None
+    html = keys.report(spec, ds, keys.PERFORMANCE_REPORT)
+    snapshot = evidently_performance(labelled, spec.data.label_column)
+    storage.write_bytes(html, snapshot.get_html_str(as_iframe=False).encode())
     key = keys.report(spec, ds, "performance.json")
     storage.write_bytes(key, json.dumps(metrics, indent=2).encode())
-    return {**metrics, "report": storage.location(key)}
+    return {**metrics, "report": storage.location(key), "html_report": storage.location(html), "report_key": html}
+
+
+def evidently_performance(labelled: pd.DataFrame, label_column: str) -> Any:
+    """Evidently's ``ClassificationPreset`` on labelled predictions (``score``: positive-class probability)."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.presets import ClassificationPreset
+
+    frame = labelled[[label_column, "score"]].astype({label_column: int, "score": float})
+    definition = DataDefinition(
+        classification=[BinaryClassification(target=label_column, prediction_probas="score", pos_label=1)]
+    )
+    return Report([ClassificationPreset()]).run(current_data=Dataset.from_pandas(frame, data_definition=definition))
 
 
 def last_requested(storage: Storage, spec: PipelineSpec, ds: date) -> date | None:

@@ -127,6 +127,7 @@ class Overview:
     versions: list[Version]
     days: list[Day]
     drift_reports: dict[str, str]  # ds -> report key
+    performance_reports: dict[str, str]  # ds -> report key
     validations: list[Validation]
     moves: list[AliasMove]  # the champion's audit trail, newest first
 
@@ -157,10 +158,16 @@ def overview(pipeline: Pipeline, storage: Storage, target: MlflowTarget) -> Over
         else {}
     )
     days = history.days(storage, spec, versions)
-    reports = storage.files(keys.reports_prefix(spec), f"/{keys.DRIFT_REPORT}")
-    drift_reports = {keys.partition_day(key): key for key in reports}
+    drift_reports = report_keys(storage, spec, keys.DRIFT_REPORT)
+    performance_reports = report_keys(storage, spec, keys.PERFORMANCE_REPORT)
     validations: list[Validation] = []
     for stage in ("raw", "training"):
         results = storage.files(keys.validation_results(spec, stage), ".json")[-LATEST_VALIDATIONS:]
         validations.extend(validation(storage, key) for key in reversed(results))
-    return Overview(pipeline, aliases, versions, days, drift_reports, validations, audit.trail(storage, spec))
+    moves = audit.trail(storage, spec)
+    return Overview(pipeline, aliases, versions, days, drift_reports, performance_reports, validations, moves)
+
+
+def report_keys(storage: Storage, spec: PipelineSpec, name: keys.ReportName) -> dict[str, str]:
+    """``ds -> key`` of every day's report called ``name``."""
+    return {keys.partition_day(key): key for key in storage.files(keys.reports_prefix(spec), f"/{name}")}

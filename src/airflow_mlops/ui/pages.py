@@ -126,9 +126,8 @@ def pipeline_section(view: Overview, prefix: str) -> Section:
                 "retraining": ("yes: " if d.retrain else "no: ") + d.decision,
                 "trained": ", ".join(f"v{v.version} {v.decision}" for v in d.trained) or "-",
                 "champion": f"v{d.champion}" if d.champion else "-",
-                "report": url(prefix, "reports", *view.drift_reports[d.ds].split("/"))
-                if d.ds in view.drift_reports
-                else None,
+                "report": report_url(prefix, view.drift_reports, d.ds),
+                "performance_report": report_url(prefix, view.performance_reports, d.ds),
             }
             for d in reversed(view.days)
         ],
@@ -156,6 +155,10 @@ def pipeline_section(view: Overview, prefix: str) -> Section:
             for v in view.validations
         ],
     }
+
+
+def report_url(prefix: str, reports: dict[str, str], ds: str) -> str | None:
+    return url(prefix, "reports", *reports[ds].split("/")) if ds in reports else None
 
 
 def error_section(title: str, message: str) -> Section:
