@@ -30,11 +30,12 @@ class Tag:
     DRIFTED_COLUMNS = "drifted_columns"
     TRAINER = "trainer"
     TRAINING_KEY = "training_key"  # as_of + data fingerprint + hash of the model's shape: one version per key
-    DECISION = "decision"  # promoted | rejected (absent while pending)
+    DECISION = "decision"  # promoted | rejected | rolled_back (absent while pending)
     DECISION_REASON = "decision_reason"
 
 
 PROMOTED, REJECTED, PENDING = "promoted", "rejected", "pending"
+ROLLED_BACK = "rolled_back"  # was champion, then taken back: never promoted again by a training run
 HOLDOUT_PREFIX = "holdout_"  # run metrics measured on the time-based holdout
 
 

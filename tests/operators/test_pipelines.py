@@ -235,6 +235,7 @@ def test_rollback_from_the_form_and_the_cli_is_audited_and_refused_to_a_rejected
     assert aliases(target, name) == {"champion": "1", "previous": "3"}  # nothing moved
     assert "v2 of churn_model was never champion (rejected:" in sinks.post("task_failed")["reason"]
 
+    assert main(["rollback", str(env["spec_path"]), "--reason", "undo"]) == 2  # @previous v3 was rolled back
     assert main(["rollback", str(env["spec_path"]), "--to", "3", "--reason", "v1 is worse", "--actor", "alice"]) == 0
     assert aliases(target, name) == {"champion": "3", "previous": "1"}
     latest = audit.trail(storage, spec)[0]

@@ -84,6 +84,12 @@ def test_online_scores_equal_batch_scores_and_unknown_ids_are_named(stores, spec
         assert missing.json()["detail"] == "no online features for customer_id 424242 in customer_features"
         assert client.get("/predict/abc").status_code == 422
         assert client.post("/predict", json={"ids": []}).status_code == 422
+        assert client.post("/predict", json={"ids": [2**63]}).status_code == 422  # beyond Feast's INT64 key
+        assert client.get(f"/predict/{2**63}").status_code == 422
+        twice = client.post("/predict", json={"ids": [2, 1, 2]}).json()["predictions"]
+        assert [p["id"] for p in twice] == [2, 1, 2]
+        not_a_key = client.post("/predict", json={"ids": [1, "x"]})
+        assert not_a_key.status_code == 422 and not_a_key.json()["detail"][0]["loc"] == ["body", "ids", 1]
         assert client.post("/predict", json={"ids": list(range(1001))}).status_code == 422
 
 
@@ -115,3 +121,31 @@ def test_mlflow_down_keeps_the_loaded_champion_serving(stores, spec, labelled, m
     assert not scorer.refresh()
     assert scorer.last_error and scorer.champion.version == "1"
     assert scorer.score([1]).version == "1"
+
+
+def test_one_failing_request_does_not_fail_the_requests_batched_with_it():
+    import asyncio
+
+    from airflow_mlops.serving.app import Batcher
+    from airflow_mlops.steps.serving import Scored
+
+    def score(ids):
+        if 13 in ids:
+            raise ValueError("bad id 13")
+        return Scored("4", {i: i / 100 for i in ids if i != 99}, [i for i in ids if i == 99])
+
+    async def scenario():
+        batcher = Batcher(score)
+        loop = asyncio.create_task(batcher.run())
+        cancelled = asyncio.create_task(batcher.submit([5]))
+        requests = [batcher.submit([1, 99]), batcher.submit([13]), batcher.submit([2])]
+        await asyncio.sleep(0)
+        cancelled.cancel()  # its client went away while it waited: the loop must go on
+        results = await asyncio.gather(*requests, return_exceptions=True)
+        after = await batcher.submit([3])
+        loop.cancel()
+        return results, after
+
+    (first, failed, second), after = asyncio.run(scenario())
+    assert first == Scored("4", {1: 0.01}, [99]) and second == Scored("4", {2: 0.02}, [])
+    assert isinstance(failed, ValueError) and after.scores == {3: 0.03}

@@ -128,6 +128,14 @@ def test_rollback_goes_back_to_a_former_champion_only(mlflow_target, spec, label
         "1", "2", True, "v2 scores nonsense"
     )
     assert registry.aliases(mlflow_target, name) == {"champion": "1", "previous": "2"}
+    left = mlflow_target.client().get_model_version(name, "2").tags
+    assert (left["decision"], left["decision_reason"]) == ("rolled_back", "v2 scores nonsense")
+    # a retried promotion of v2 (gated against v1, champion again) must not undo the rollback
+    again = registry.promote(mlflow_target, name, "2", "better", gated_against="1")
+    assert not again.moved and "v2 was rolled back (v2 scores nonsense)" in again.reason
+    with pytest.raises(registry.RollbackRefused, match=r"@previous v2 .* was rolled back .*name it \(--to 2\)"):
+        registry.plan_rollback(mlflow_target, name)  # a repeated default rollback would undo the first
+    assert registry.plan_rollback(mlflow_target, name, "2") == registry.RollbackPlan("1", "2")  # by name: yes
 
     stale = registry.RollbackPlan("1", "2")
     registry.promote(mlflow_target, name, "3", "forced for the test", gated_against="1")

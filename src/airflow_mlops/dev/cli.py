@@ -4,7 +4,7 @@ embedded stack's environment, run the demo."""
 from __future__ import annotations
 
 import argparse
-import getpass
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -61,8 +61,9 @@ def _rollback(args: argparse.Namespace) -> int:
     except registry.RollbackRefused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
+    actor = args.actor or os.environ.get("USER") or os.environ.get("LOGNAME") or f"uid {os.getuid()}"
     entry = audit.move(
-        spec, moved, action="rollback", actor=args.actor, source="cli", event=audit.unique_event_id("rollback")
+        spec, moved, action="rollback", actor=actor, source="cli", event=audit.unique_event_id("rollback")
     )
     key = audit.record(storage, spec, entry)
     link = ChampionVersionLink().url({**target.model_record(spec), "champion": moved.champion})
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rollback.add_argument("--reason", required=True, help="why: kept in the audit trail and sent with the alert")
     rollback.add_argument("--to", help="the version to go back to (default: @previous); it must have been champion")
-    rollback.add_argument("--actor", default=getpass.getuser(), help="who rolls back (default: the OS user)")
+    rollback.add_argument("--actor", help="who rolls back (default: the OS user)")
     rollback.add_argument("--lake-conn-id", help="data lake connection (default: mlops_storage)")
     rollback.set_defaults(func=_rollback)
 

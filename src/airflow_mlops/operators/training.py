@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_mlops import keys
 from airflow_mlops.links import ChampionVersionLink, MlflowRunLink, ModelVersionLink
 from airflow_mlops.notifications import Alert, move_alert
 from airflow_mlops.operators.base import PipelineOperator, bad_data_fails_fast, last_complete_day
@@ -132,18 +133,20 @@ class PromoteModelOperator(PipelineOperator):
         self.decision = decision
 
     def run(self, context: Context) -> PromotionRecord:
-        from airflow_mlops.steps import registry
+        from airflow_mlops.steps import audit, registry
 
         spec, version, decision = self.spec, self.candidate["version"], self.decision
         reason = "; ".join(decision["reasons"])
         gated_against = decision["champion_version"]
         outcome = registry.promote(self.mlflow, spec.registered_model_name, version, reason, gated_against)
         (self.log.info if outcome.moved else self.log.warning)("v%s: %s", version, outcome.reason)
-        # A retry after a kill between the alias move and the audit record finds v<version> already champion
-        retried = not outcome.moved and outcome.champion == version and context["ti"].try_number > 1
-        if outcome.moved or retried:
+        # One record per promoted version: a retry after a kill between the alias move and the record
+        # finds v<version> already champion and writes the record it missed, never a second one.
+        event = audit.event_id("promotion", spec.registered_model_name, f"v{version}")
+        unrecorded = outcome.champion == version and not self.storage.exists(keys.alias_move(spec, event))
+        if outcome.moved or unrecorded:
             moved = outcome if outcome.moved else registry.Promotion(version, gated_against, True, reason)
-            record_move(self, context, moved, "promotion")
+            record_move(self, context, moved, "promotion", event)
         return promotion_record(self, outcome)
 
 
@@ -157,20 +160,14 @@ def promotion_record(operator: PipelineOperator, outcome: Promotion) -> Promotio
     }
 
 
-def record_move(operator: PipelineOperator, context: Context, moved: Promotion, action: str) -> None:
-    """Append a move of ``@champion`` made by this task to the audit trail and alert on it. The event id is
-    the DAG run's, so a retried task rewrites its own record."""
+def record_move(operator: PipelineOperator, context: Context, moved: Promotion, action: str, event: str) -> None:
+    """Append a move of ``@champion`` made by this task to the audit trail, as ``event``, and alert on it."""
     from airflow_mlops.steps import audit
 
     spec, dag_run = operator.spec, context["dag_run"]
     actor = (getattr(dag_run, "triggering_user_name", None) if action == "rollback" else None) or dag_run.dag_id
     entry = audit.move(
-        spec,
-        moved,
-        action=action,
-        actor=actor,
-        source=f"{dag_run.dag_id}/{dag_run.run_id}",
-        event=audit.event_id(action, dag_run.dag_id, dag_run.run_id),
+        spec, moved, action=action, actor=actor, source=f"{dag_run.dag_id}/{dag_run.run_id}", event=event
     )
     audit.record(operator.storage, spec, entry)
     link = ChampionVersionLink().url({**operator.mlflow.model_record(spec), "champion": moved.champion})
@@ -205,7 +202,7 @@ class RollbackOperator(PipelineOperator):
         self.plan = plan
 
     def run(self, context: Context) -> PromotionRecord:
-        from airflow_mlops.steps import registry
+        from airflow_mlops.steps import audit, registry
 
         plan = registry.RollbackPlan(self.plan["from_version"], self.plan["to_version"])
         reason = str(context["params"]["reason"])
@@ -213,5 +210,8 @@ class RollbackOperator(PipelineOperator):
             moved = registry.rollback(self.mlflow, self.spec.registered_model_name, plan, reason)
         except registry.RollbackRefused as exc:
             raise AirflowFailException(str(exc)) from exc  # a request that cannot be met: no retry
-        record_move(self, context, moved, "rollback")
+        # the run and the two versions: a retry rewrites its own record, another move never does
+        dag_run = context["dag_run"]
+        event = audit.event_id("rollback", dag_run.run_id, f"v{plan.from_version}", f"v{plan.to_version}")
+        record_move(self, context, moved, "rollback", event)
         return promotion_record(self, moved)

@@ -9,13 +9,14 @@ pipeline's tasks run: ``airflow-mlops serve <pipeline>``, or the ``prediction`` 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from airflow_mlops.hooks import FeastHook, MlflowHook
@@ -23,6 +24,8 @@ from airflow_mlops.spec import load_spec
 
 if TYPE_CHECKING:
     from airflow_mlops.steps.serving import Scored
+
+log = logging.getLogger(__name__)
 
 MAX_IDS = 1000  # per request: a larger batch belongs to batch scoring
 MAX_BATCH_IDS = 4000  # per model call, when requests are batched together
@@ -44,30 +47,53 @@ class Batcher:
         return await done
 
     async def run(self) -> None:
-        from airflow_mlops.steps.serving import Scored
-
         while True:
             batch = [await self.queue.get()]
             while not self.queue.empty() and sum(len(ids) for ids, _ in batch) < MAX_BATCH_IDS:
                 batch.append(self.queue.get_nowait())
-            merged = [i for ids, _ in batch for i in ids]
             try:
-                result = await asyncio.to_thread(self.score, merged)
-            except Exception as exc:  # every request of the batch gets the error
-                for _, done in batch:
-                    done.set_exception(exc)
-                continue
+                await self.answer(batch)
+            except Exception:  # never let one batch stop the service
+                log.exception("scoring a batch of %d request(s) failed", len(batch))
+
+    async def answer(self, batch: list[tuple[list[Any], asyncio.Future[Scored]]]) -> None:
+        """Score the batch in one call; if that fails, each request alone, so one bad request (or an
+        outage) fails only the requests it concerns."""
+        from airflow_mlops.steps.serving import Scored
+
+        try:
+            result = await asyncio.to_thread(self.score, [i for ids, _ in batch for i in ids])
+        except Exception as exc:
+            if len(batch) == 1:
+                settle(batch[0][1], error=exc)
+                return
             for ids, done in batch:
-                mine = {i: result.scores[i] for i in ids if i in result.scores}
-                done.set_result(Scored(result.version, mine, [i for i in ids if i not in result.scores]))
+                await self.answer([(ids, done)])
+            return
+        for ids, done in batch:
+            mine = {i: result.scores[i] for i in ids if i in result.scores}
+            settle(done, Scored(result.version, mine, [i for i in ids if i not in result.scores]))
+
+
+def settle(done: asyncio.Future[Scored], result: Scored | None = None, error: Exception | None = None) -> None:
+    """Answer a waiting request, unless it was cancelled meanwhile (its client went away)."""
+    if done.done():
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)  # type: ignore[arg-type]
+
+
+EntityId = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # Feast's INT64 join key
 
 
 class PredictRequest(BaseModel):
-    ids: Annotated[list[int | str], Field(min_length=1, max_length=MAX_IDS)]
+    ids: Annotated[list[EntityId], Field(min_length=1, max_length=MAX_IDS, description="entity keys")]
 
 
 class Prediction(BaseModel):
-    id: int | str
+    id: int
     score: float
 
 
@@ -76,7 +102,7 @@ class PredictResponse(BaseModel):
     model: str
     version: str
     predictions: list[Prediction]
-    unknown: list[int | str] = Field(description="ids with no features in the online store: not scored")
+    unknown: list[int] = Field(description="ids with no features in the online store: not scored")
 
 
 def create_app(
@@ -93,9 +119,11 @@ def create_app(
     key = spec.data.entity_key
 
     batcher = Batcher(scorer.score)
+    batching: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        nonlocal batching
         await asyncio.to_thread(scorer.refresh)
         stop = threading.Event()
         scorer.watch(reload_interval_s, stop)
@@ -120,12 +148,12 @@ def create_app(
             pipeline=spec.name,
             model=spec.registered_model_name,
             version=result.version,
-            predictions=[Prediction(id=i, score=s) for i, s in result.scores.items()],
+            predictions=[Prediction(id=i, score=result.scores[i]) for i in request.ids if i in result.scores],
             unknown=result.unknown,
         )
 
     @app.get("/predict/{entity_id}")
-    async def predict_one(entity_id: int) -> dict[str, Any]:
+    async def predict_one(entity_id: Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]) -> dict[str, Any]:
         """The score of one id; 404 when the online store has no features for it."""
         result = await scored([entity_id])
         if result.unknown:
@@ -138,6 +166,8 @@ def create_app(
         champion = scorer.champion
         if champion is None:
             raise HTTPException(503, scorer.last_error or f"{spec.registered_model_name} has no @champion yet")
+        if batching is None or batching.done():
+            raise HTTPException(503, "the scoring loop is not running")
         checked = datetime.fromtimestamp(scorer.last_check, UTC).isoformat() if scorer.last_check else None
         return {
             "pipeline": spec.name,

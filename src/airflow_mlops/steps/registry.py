@@ -23,6 +23,7 @@ from airflow_mlops.contracts import (
     PREVIOUS,
     PROMOTED,
     REJECTED,
+    ROLLED_BACK,
     GateRecord,
     ModelRecord,
     Tag,
@@ -363,6 +364,10 @@ def promote(target: MlflowTarget, model_name: str, version: str, reason: str, ga
     if current_version == version:
         tag_decision(target, model_name, version, PROMOTED, reason)
         return Promotion(version, previous, False, f"v{version} is already champion")
+    tags = client.get_model_version(model_name, version).tags
+    if tags.get(Tag.DECISION) == ROLLED_BACK:  # a retried or re-run promotion must not undo a rollback
+        why = f"not promoted: v{version} was rolled back ({tags.get(Tag.DECISION_REASON)}); roll forward with --to"
+        return Promotion(current_version, previous, False, why)
     if current_version != gated_against:
         why = (
             f"not promoted: the gate compared v{version} against "
@@ -394,7 +399,9 @@ def plan_rollback(target: MlflowTarget, model_name: str, to: str | None = None) 
     """Check a rollback of ``@champion`` to ``to`` (default: ``@previous``) before anything moves.
 
     Only a version that has been champion may be rolled back to: it passed every gate, infra validation
-    included. Anything else is refused with the reason MLflow recorded for it.
+    included. Anything else is refused with the reason MLflow recorded for it. Going back to a version that
+    was itself rolled back must be asked for by name: a repeated default rollback would otherwise undo
+    the first.
     """
     from mlflow.exceptions import MlflowException
 
@@ -402,7 +409,8 @@ def plan_rollback(target: MlflowTarget, model_name: str, to: str | None = None) 
     champion = current.get(CHAMPION)
     if champion is None:
         raise RollbackRefused(f"{model_name} has no @champion: nothing to roll back")
-    to = str(to) if to is not None else current.get(PREVIOUS)
+    asked = str(to) if to is not None else None
+    to = asked or current.get(PREVIOUS)
     if to is None:
         raise RollbackRefused(f"{model_name} has no @previous version: name the version to roll back to")
     if to == champion:
@@ -414,7 +422,12 @@ def plan_rollback(target: MlflowTarget, model_name: str, to: str | None = None) 
             raise RollbackRefused(f"{model_name} has no version {to!r}") from None
         raise
     decision = version.tags.get(Tag.DECISION)
-    if decision != PROMOTED:
+    if decision == ROLLED_BACK and asked is None:
+        raise RollbackRefused(
+            f"@previous v{to} of {model_name} was rolled back ({version.tags.get(Tag.DECISION_REASON)}): "
+            f"to bring it back, name it (--to {to})"
+        )
+    if decision not in (PROMOTED, ROLLED_BACK):
         why = version.tags.get(Tag.DECISION_REASON) or "no decision recorded"
         raise RollbackRefused(
             f"v{to} of {model_name} was never champion ({decision or 'pending'}: {why}); "
@@ -424,7 +437,8 @@ def plan_rollback(target: MlflowTarget, model_name: str, to: str | None = None) 
 
 
 def rollback(target: MlflowTarget, model_name: str, plan: RollbackPlan, reason: str) -> Promotion:
-    """Move ``@champion`` back to ``plan.to_version``; the version it leaves becomes ``@previous``.
+    """Move ``@champion`` back to ``plan.to_version``; the version it leaves becomes ``@previous`` and is
+    tagged ``rolled_back`` (so no promotion brings it back by accident).
 
     Safe to repeat: a retry after a kill between the two alias moves completes them. If someone else
     moved ``@champion`` after the plan was made, nothing moves (:class:`RollbackRefused`).
@@ -438,6 +452,11 @@ def rollback(target: MlflowTarget, model_name: str, plan: RollbackPlan, reason: 
         )
     client.set_registered_model_alias(model_name, CHAMPION, plan.to_version)
     client.set_registered_model_alias(model_name, PREVIOUS, plan.from_version)
+    tag_decision(target, model_name, plan.from_version, ROLLED_BACK, reason)
+    tag_decision(target, model_name, plan.to_version, PROMOTED, f"rolled back to: {reason}")
+    now = aliases(target, model_name).get(CHAMPION)
+    if now != plan.to_version:  # a promotion wrote @champion between our read and our write
+        raise RollbackRefused(f"@champion of {model_name} moved to v{now} during the rollback: check it")
     return Promotion(plan.to_version, plan.from_version, True, reason)
 
 
