@@ -168,11 +168,11 @@ def baseline_client(feast_config: dict[str, Any]) -> Callable[[list[int]], dict[
     import requests
 
     from airflow_mlops.spec import load_spec
-    from airflow_mlops.steps.features import FeastTarget
+    from airflow_mlops.steps.features import FeastTarget, feature_refs
 
     spec = load_spec(SPEC)
     store = FeastTarget(feast_config).store()
-    refs = [f"{spec.features.feature_view}:{name}" for name in spec.data.feature_names]
+    refs = feature_refs(spec)
     session = requests.Session()
 
     def call(ids: list[int]) -> dict[int, float]:

@@ -85,7 +85,8 @@ def settle(done: asyncio.Future[Scored], result: Scored | None = None, error: Ex
         done.set_result(result)  # type: ignore[arg-type]
 
 
-EntityId = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # Feast's INT64 join key
+INT64 = {"ge": -(2**63), "le": 2**63 - 1}  # Feast's INT64 join key: a larger id is a bad request, not a 500
+EntityId = Annotated[int, Field(**INT64)]
 
 
 class PredictRequest(BaseModel):
@@ -153,7 +154,7 @@ def create_app(
         )
 
     @app.get("/predict/{entity_id}")
-    async def predict_one(entity_id: Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]) -> dict[str, Any]:
+    async def predict_one(entity_id: Annotated[int, Path(**INT64)]) -> dict[str, Any]:
         """The score of one id; 404 when the online store has no features for it."""
         result = await scored([entity_id])
         if result.unknown:

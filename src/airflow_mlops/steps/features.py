@@ -176,15 +176,20 @@ def point_in_time_training_set(store: Any, spec: PipelineSpec, entities: pd.Data
 
     Labels whose snapshot never passed validation get no features; they are dropped, not imputed.
     """
-    refs = [f"{spec.features.feature_view}:{name}" for name in spec.data.feature_names]
+    refs = feature_refs(spec)
     frame = store.get_historical_features(entity_df=entities, features=refs).to_df()
     joined = frame.dropna(subset=spec.data.feature_names, how="all")
     order = [spec.data.entity_key, spec.data.timestamp_column, *spec.data.feature_names, spec.data.label_column]
     return joined[order].sort_values([spec.data.timestamp_column, spec.data.entity_key]).reset_index(drop=True)
 
 
+def feature_refs(spec: PipelineSpec) -> list[str]:
+    """Feast's names of the spec's features (``<feature_view>:<feature>``), in spec order."""
+    return [f"{spec.features.feature_view}:{name}" for name in spec.data.feature_names]
+
+
 def online_features(store: Any, spec: PipelineSpec, entity_ids: list[int]) -> pd.DataFrame:
-    refs = [f"{spec.features.feature_view}:{name}" for name in spec.data.feature_names]
+    refs = feature_refs(spec)
     rows = [{spec.data.entity_key: int(i)} for i in entity_ids]
     return store.get_online_features(features=refs, entity_rows=rows).to_df()
 

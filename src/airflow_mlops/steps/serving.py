@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class NoChampion(RuntimeError):
-    """The registered model has no ``@champion`` (yet), or it could not be loaded."""
+    """No ``@champion`` is loaded: the registered model has none yet, or it has not loaded so far."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,6 @@ class OnlineScorer:
     champion: Champion | None = None
     last_check: float | None = None  # time.time() of the last successful look at the alias
     last_error: str | None = None
-    _refs: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._refs = [f"{self.spec.features.feature_view}:{name}" for name in self.spec.data.feature_names]
 
     def refresh(self) -> bool:
         """Look at ``@champion`` and load it if it moved; ``True`` when a new version was swapped in.
@@ -90,8 +86,10 @@ class OnlineScorer:
 
     def features(self, ids: list[Any]) -> pd.DataFrame:
         """The online features of ``ids`` in the spec's column order and types (NaN where missing)."""
+        from airflow_mlops.steps.features import feature_refs
+
         rows = [{self.spec.data.entity_key: i} for i in ids]
-        found = self.store.get_online_features(features=self._refs, entity_rows=rows).to_dict()
+        found = self.store.get_online_features(features=feature_refs(self.spec), entity_rows=rows).to_dict()
         return pd.DataFrame(
             {
                 column.name: pd.Series(found[column.name], dtype=object if column.categorical else "float64")
@@ -109,6 +107,6 @@ class OnlineScorer:
         scored_ids = [i for i, k in zip(ids, known, strict=True) if k]
         scores: dict[Any, float] = {}
         if scored_ids:
-            probabilities = champion.model.predict_proba(frame[known] if not known.all() else frame)[:, 1]
+            probabilities = champion.model.predict_proba(frame[known])[:, 1]
             scores = dict(zip(scored_ids, probabilities.tolist(), strict=True))
         return Scored(champion.version, scores, [i for i, k in zip(ids, known, strict=True) if not k])
