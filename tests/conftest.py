@@ -109,6 +109,14 @@ def storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "lake")
 
 
+def prometheus_tool(name: str) -> str:
+    """A binary of Debian's prometheus or prometheus-alertmanager package, unpacked by scripts/prometheus.sh."""
+    path = ROOT / ".cache" / "prometheus" / "usr" / "bin" / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run scripts/prometheus.sh (scripts/test.sh does)")
+    return str(path)
+
+
 def day(index: int) -> date:
     return SMALL.start + timedelta(days=index)
 

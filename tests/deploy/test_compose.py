@@ -57,7 +57,7 @@ AIRFLOW_SERVICES = (
     "airflow-worker-gpu",
 )
 PLACEHOLDER = "change-me"
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|KEY")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|KEY|TOKEN")
 
 # Compose interpolation: $$ escapes, ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error},
 # ${VAR:+alt}, ${VAR+alt} and $VAR; any other "$" is an error, as it is for docker compose.
@@ -165,7 +165,8 @@ def test_missing_secret_stops_compose_with_a_message(example_env):
 
 
 def test_the_issue_s_services_are_all_there(services):
-    expected = {"postgres", "redis", "minio", "minio-init", "mlflow", "prediction", *AIRFLOW_SERVICES}
+    expected = {"postgres", "redis", "minio", "minio-init", "mlflow", "prediction", "prometheus", "alertmanager"}
+    expected |= set(AIRFLOW_SERVICES)
     assert expected <= set(services)
     gpu = services["airflow-worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert gpu == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
@@ -297,6 +298,7 @@ def test_connections_are_valid_json_for_their_hooks(services, monkeypatch):
         "AIRFLOW_CONN_AWS_DEFAULT",
         "AIRFLOW_CONN_MLFLOW_DEFAULT",
         "AIRFLOW_CONN_FEAST_DEFAULT",
+        "AIRFLOW_CONN_MLOPS_METRICS",
     }
     for key, definition in definitions.items():
         monkeypatch.setenv(key, json.dumps(definition))
@@ -330,6 +332,35 @@ def test_connections_are_valid_json_for_their_hooks(services, monkeypatch):
     feast = RepoConfig(**FeastHook().repo_config())  # Feast's own models check every store's settings
     assert (feast.registry.registry_type, feast.online_store.type) == ("sql", "redis")
     assert feast.offline_store.aws_conn_id == lake_aws_conn
+
+    from airflow_mlops.ui.app import scrape_token
+
+    assert scrape_token() == "change-me-metrics-token"  # the token Prometheus sends (see the next test)
+
+
+def test_prometheus_scrapes_the_metrics_with_the_token_and_loads_valid_rules(services, example_env, tmp_path):
+    from airflow_mlops.links import UI_PREFIX
+    from tests.conftest import prometheus_tool
+
+    prometheus = services["prometheus"]
+    assert "metrics_token" in prometheus["secrets"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == f"{UI_PREFIX}/metrics"
+    assert job["static_configs"] == [{"targets": ["airflow-apiserver:8080"]}]
+    assert job["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    # promtool reads the token file and the rules the config names: check a copy where they exist
+    (tmp_path / "token").write_text(example_env["MLOPS_METRICS_TOKEN"])
+    job["authorization"]["credentials_file"] = str(tmp_path / "token")
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    (tmp_path / "alerts.yml").write_text((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    for tool, *args in [
+        ("promtool", "check", "config", str(tmp_path / "prometheus.yml")),
+        ("amtool", "check-config", str(ROOT / "deploy" / "alertmanager" / "alertmanager.yml")),
+    ]:
+        checked = subprocess.run([prometheus_tool(tool), *args], capture_output=True, text=True, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def service_texts(service: dict[str, Any]) -> list[str]:

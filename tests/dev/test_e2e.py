@@ -8,17 +8,22 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
+from unittest import mock
 from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from airflow_mlops import keys
 from airflow_mlops.dev.demo import Plan, run
@@ -32,22 +37,44 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.e2e
 
 PLAN = Plan(days=16, customers=400, first_training_day=10, corrupt_day=4)
-DEMO_PORT, UI_PORT = 18090, 18100
+DEMO_PORT, UI_PORT, LINEAGE_PORT = 18090, 18100, 18133
 CHROMIUM = Path("/usr/bin/chromium")
 DOCS_SCREENSHOT = ROOT / "docs" / "ui-monitoring.png"  # refreshed with UPDATE_DOCS_SCREENSHOT=1
 DOCS_CONNECTION_FORM = ROOT / "docs" / "connection-form.png"
+SCRAPE_TOKEN = "e2e-scrape-token"
 
 
 @dataclass(frozen=True)
 class Scenario:
     home: Path
     rows: list[Day]
+    lineage: list[dict[str, Any]]  # the OpenLineage events the tasks sent
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    """The demo's scenario, with OpenLineage's HTTP transport pointed at a sink on loopback
+    (``OPENLINEAGE_URL``, which the stack's processes inherit)."""
     home = tmp_path_factory.mktemp("e2e") / "stack"
-    return Scenario(home, run(home, PLAN, ROOT, timeout=1500, api_port=DEMO_PORT))
+    events: list[dict[str, Any]] = []
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            events.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    sink = ThreadingHTTPServer(("127.0.0.1", LINEAGE_PORT), Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    try:
+        with mock.patch.dict(os.environ, {"OPENLINEAGE_URL": f"http://127.0.0.1:{LINEAGE_PORT}"}):
+            rows = run(home, PLAN, ROOT, timeout=1500, api_port=DEMO_PORT)
+        yield Scenario(home, rows, events)
+    finally:
+        sink.shutdown()
 
 
 def test_level_one_scenario_through_the_scheduler(scenario: Scenario) -> None:
@@ -89,6 +116,53 @@ def test_level_one_scenario_through_the_scheduler(scenario: Scenario) -> None:
         assert scored == [expected[-1]], (day.ds, scored, expected)
 
 
+def test_openlineage_events_connect_raw_data_features_training_set_model_and_reports(scenario: Scenario) -> None:
+    """What each task sent through Airflow's OpenLineage provider: datasets named by their location
+    (``file`` namespace on the embedded stack), linked output to input from the raw partition to the
+    reports, with the GX gate's assertions on the data it checked."""
+    spec = load_spec(ROOT / "include" / "pipelines" / "churn.yaml")
+    lake = LocalStorage(scenario.home / "data")
+    ended: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for event in scenario.lineage:
+        if event["eventType"] in ("COMPLETE", "FAIL") and "." in event["job"]["name"]:
+            dag_id, task_id = event["job"]["name"].split(".", 1)
+            ended.setdefault((dag_id, task_id), []).append(event)
+
+    def names(event: dict[str, Any], side: str) -> set[str]:
+        return {d["name"] for d in event[side]}
+
+    # the raw gate: every landed day checked with its assertions; the corrupt day failed and quarantined
+    gates = ended["churn_features", "validate_raw"]
+    assert len(gates) == PLAN.days
+    failed = [e for e in gates if e["eventType"] == "FAIL"]
+    corrupt = date(2026, 1, 1 + PLAN.corrupt_day)  # the scenario starts on 2026-01-01
+    assert [names(e, "inputs") for e in failed] == [{lake.location(keys.raw_partition(spec, corrupt))}]
+    assertions = failed[0]["inputs"][0]["inputFacets"]["dataQualityAssertions"]["assertions"]
+    assert any(a["column"] == "monthly_charges" and not a["success"] for a in assertions), assertions
+    assert names(failed[0], "outputs") == {lake.location(keys.quarantine_partition(spec, corrupt))}
+    passed = next(e for e in gates if e["eventType"] == "COMPLETE")
+    assert all(a["success"] for a in passed["inputs"][0]["inputFacets"]["dataQualityAssertions"]["assertions"])
+
+    # features: the offline partition with its row count, and the feature view in its Feast project
+    published = ended["churn_features", "publish_features"][0]
+    offline = next(d for d in published["outputs"] if d["namespace"] == "file")
+    assert offline["outputFacets"]["outputStatistics"]["rowCount"] == PLAN.customers
+    assert {"namespace": "feast://mlops", "name": "customer_features"}.items() <= next(
+        d for d in published["outputs"] if d["namespace"] != "file"
+    ).items()
+
+    # training set -> model version -> scoring, each task's output the next one's input
+    built = {d["name"] for e in ended["churn_training", "build_training_set"] for d in e["outputs"]}
+    trained = ended["churn_training", "train_model"]
+    assert all(names(e, "inputs") <= built for e in trained)
+    models = {d["name"] for e in trained for d in e["outputs"]}
+    assert "models/churn_model/1" in models
+    scored = ended["churn_monitoring", "score_batch"]
+    assert {d["name"] for e in scored for d in e["inputs"] if d["name"].startswith("models/")} <= models
+    drift = ended["churn_monitoring", "detect_drift"]
+    assert all(any(d["name"].endswith("/drift.html") for d in e["outputs"]) for e in drift)
+
+
 def answers(api: Api) -> bool:
     try:
         api.token()
@@ -101,6 +175,7 @@ def answers(api: Api) -> bool:
 def ui(scenario: Scenario) -> Iterator[Api]:
     """Only Airflow's API server (which serves the UI and the plugin), on the finished scenario's home."""
     env = embedded_env(scenario.home, project=ROOT, api_port=UI_PORT)
+    env["AIRFLOW_CONN_MLOPS_METRICS"] = json.dumps({"conn_type": "generic", "password": SCRAPE_TOKEN})
     server = Component("ui-api-server", (airflow_bin(), "api-server"))
     with supervised([server], env, scenario.home / "logs") as running:
         api = Api(env["AIRFLOW__API__BASE_URL"])
@@ -151,6 +226,39 @@ def test_each_task_links_to_what_it_produced(ui: Api, scenario: Scenario) -> Non
     assert status == 200 and "customer_features" in body and "monthly_charges" in body, body[:2000]
 
     assert fetch(ui, on_ui(drift), logged_in=False)[0] == 401  # the same report, without a login
+
+
+def test_metrics_for_prometheus_tell_what_the_scenario_did(ui: Api, scenario: Scenario) -> None:
+    """/mlops/metrics with the mlops_metrics connection's token, read from the real stores: Feast's registry
+    (materialisation), the lake (drift, validation, offline store) and MLflow (versions, aliases)."""
+    request = urllib.request.Request(
+        f"{ui.base_url}/mlops/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        text = response.read().decode()
+    found = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return found[f"airflow_mlops_{name}", tuple(sorted({"pipeline": "churn", **labels}.items()))]
+
+    assert value("up") == 1
+    monitored = [day for day in scenario.rows if day.drift_share is not None]
+    assert [value("daily_drift_share", ds=day.ds) for day in monitored] == [day.drift_share for day in monitored]
+    newest = date.fromisoformat(monitored[-1].ds)
+    assert value("last_monitored_day_timestamp_seconds") == datetime.combine(newest, time(), UTC).timestamp()
+    # Feast materialised up to the end of the newest day the features DAG published
+    assert value("features_materialized_until_timestamp_seconds", feature_view="customer_features") == (
+        datetime(2026, 1, 1 + PLAN.days, tzinfo=UTC).timestamp()
+    )
+    assert value("validations_total", stage="raw", outcome="blocked") == 1  # the corrupt day
+    assert value("validated_rows_total", stage="raw", outcome="passed") == value("published_rows_total") > 0
+    promoted = {v.version for day in scenario.rows for v in day.trained if v.decision == "promoted"} | {"1"}
+    assert value("model_versions", decision="promoted") == len(promoted)
+    assert str(int(value("champion_version"))) == max(promoted, key=int)
 
 
 def test_connections_test_button_reaches_each_service(ui: Api, scenario: Scenario) -> None:

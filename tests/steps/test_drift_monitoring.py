@@ -134,7 +134,20 @@ def test_scores_and_performance(spec):
     joined = scored.merge(labels, on=["customer_id", "event_timestamp"])
     metrics = monitoring.performance(joined, "churned")
     assert metrics["roc_auc"] == pytest.approx(0.5) and metrics["labelled_rows"] == len(frame)
+    assert metrics["by_version"] == {"4": {key: value for key, value in metrics.items() if key != "by_version"}}
     assert monitoring.performance(joined.iloc[0:0], "churned") is None
+
+
+def test_performance_per_model_version_when_a_window_spans_a_promotion(spec):
+    labels = churn_data.labels_arriving(SMALL, 2 + SMALL.label_delay_days)
+    frame = churn_data.snapshot(SMALL, 2)
+    old, new = frame.iloc[: len(frame) // 2], frame.iloc[len(frame) // 2 :]
+    scored = pd.concat([monitoring.score(Constant(), old, spec, "4"), monitoring.score(ByCharges(), new, spec, "5")])
+    metrics = monitoring.performance(scored.merge(labels, on=["customer_id", "event_timestamp"]), "churned")
+    assert set(metrics["by_version"]) == {"4", "5"}
+    assert metrics["by_version"]["4"]["roc_auc"] == pytest.approx(0.5)
+    assert metrics["by_version"]["5"]["roc_auc"] > 0.5
+    assert metrics["by_version"]["4"]["labelled_rows"] + metrics["by_version"]["5"]["labelled_rows"] == len(frame)
 
 
 class ByCharges:

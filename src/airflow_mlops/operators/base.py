@@ -20,6 +20,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_mlops.exceptions import BadDataFailure
 from airflow_mlops.hooks import FeastHook, LakeHook, MlflowHook
+from airflow_mlops.lineage import Dataset, TaskLineage, lake_dataset, operator_lineage
 from airflow_mlops.notifications import Alert, send_alert
 from airflow_mlops.spec import PipelineSpec, SpecError, load_spec
 
@@ -108,11 +109,24 @@ class PipelineOperator(BaseOperator):
         return FeastHook(self.feast_conn_id).get_conn()
 
     def execute(self, context: Context) -> Any:
+        self.lineage = TaskLineage()
         with bad_data_fails_fast():
             return self.run(context)
 
     def run(self, context: Context) -> Any:
         raise NotImplementedError
+
+    def in_lake(self, key: str, **facets: Any) -> Dataset:
+        """A file or folder of the lake as an OpenLineage dataset, for :attr:`lineage`."""
+        return lake_dataset(self.storage.location(key), **facets)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """What this run read and wrote (see :mod:`airflow_mlops.lineage`), for the OpenLineage provider."""
+        return operator_lineage(getattr(self, "lineage", None))
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """A failed run's lineage too: a blocked validation gate's datasets carry the failed assertions."""
+        return operator_lineage(getattr(self, "lineage", None))
 
     def alert(self, context: Context, alert: Alert) -> None:
         """Tell the spec's alert channels; an alert that cannot be sent never fails the task."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from airflow_mlops import keys
+from airflow_mlops.lineage import feature_view_dataset, lake_dataset
 from airflow_mlops.links import FeatureViewLink
 from airflow_mlops.operators.base import DailyOperator
 
@@ -24,6 +26,11 @@ class PublishFeaturesOperator(DailyOperator):
 
         day = self.day(context)
         record = features.publish(self.feast.store(), self.storage, self.spec, day)
+        self.lineage.inputs.append(self.in_lake(keys.raw_partition(self.spec, day)))
+        self.lineage.outputs += [
+            lake_dataset(record["offline_partition"], rows=record["rows"]),
+            feature_view_dataset(self.feast.project, record["feature_view"]),
+        ]
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {"ds": day.isoformat(), "rows": record["rows"]}
         return record

@@ -9,6 +9,8 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
+from airflow_mlops import keys
+from airflow_mlops.lineage import lake_dataset, model_dataset
 from airflow_mlops.links import DriftReportLink, PerformanceReportLink
 from airflow_mlops.notifications import Alert
 from airflow_mlops.operators.base import DailyOperator, bad_data_fails_fast
@@ -25,9 +27,15 @@ class ScoreBatchOperator(DailyOperator):
     def run(self, context: Context) -> ScoringRecord:
         from airflow_mlops.steps import monitoring
 
-        record = monitoring.score_day(self.mlflow, self.storage, self.spec, self.day(context))
+        spec, day = self.spec, self.day(context)
+        record = monitoring.score_day(self.mlflow, self.storage, spec, day)
         if record is None:
-            raise AirflowSkipException(f"no champion for {self.spec.registered_model_name} yet: nothing to monitor")
+            raise AirflowSkipException(f"no champion for {spec.registered_model_name} yet: nothing to monitor")
+        self.lineage.inputs += [
+            self.in_lake(keys.offline_partition(spec, day)),
+            model_dataset(self.mlflow, spec.registered_model_name, record["champion_version"]),
+        ]
+        self.lineage.outputs.append(lake_dataset(record["predictions"], rows=record["rows"]))
         return record
 
 
@@ -46,8 +54,14 @@ class DetectDriftOperator(DailyOperator):
         from airflow_mlops.steps import drift
 
         day = self.day(context)
-        record = drift.detect(self.mlflow, self.storage, self.spec, day, self.scoring["champion_version"])
+        spec, version = self.spec, self.scoring["champion_version"]
+        record = drift.detect(self.mlflow, self.storage, spec, day, version)
         self.log.info("drift on %s: %s", day, record)
+        self.lineage.inputs += [
+            self.in_lake(keys.offline_partition(spec, day)),
+            self.in_lake(keys.reference_profile(spec, version)),
+        ]
+        self.lineage.outputs += [lake_dataset(record["report"]), lake_dataset(record["report_json"])]
         return record
 
 
@@ -64,6 +78,12 @@ class PerformanceReportOperator(DailyOperator):
         record = monitoring.performance_report(self.storage, self.spec, day)
         if record is None:
             self.log.info("no labelled predictions yet for %s", day)
+            return None
+        self.lineage.inputs += [
+            self.in_lake(self.spec.monitoring.predictions_path),
+            self.in_lake(self.spec.data.labels_path),
+        ]
+        self.lineage.outputs += [lake_dataset(record["report"]), lake_dataset(record["html_report"])]
         return record
 
 

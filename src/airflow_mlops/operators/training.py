@@ -9,6 +9,7 @@ from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_mlops import keys
+from airflow_mlops.lineage import model_dataset
 from airflow_mlops.links import ChampionVersionLink, MlflowRunLink, ModelVersionLink
 from airflow_mlops.notifications import Alert, move_alert
 from airflow_mlops.operators.base import PipelineOperator, bad_data_fails_fast, last_complete_day
@@ -33,8 +34,11 @@ class BuildTrainingSetOperator(PipelineOperator):
     def run(self, context: Context) -> TrainingSetRecord:
         from airflow_mlops.steps import features
 
-        as_of = last_complete_day(context, self.as_of)
-        return features.build_training_set(self.feast.store(), self.storage, self.spec, as_of)
+        spec, as_of = self.spec, last_complete_day(context, self.as_of)
+        record = features.build_training_set(self.feast.store(), self.storage, spec, as_of)
+        self.lineage.inputs += [self.in_lake(keys.offline_prefix(spec)), self.in_lake(spec.data.labels_path)]
+        self.lineage.outputs.append(self.in_lake(record["key"], rows=record["rows"]))
+        return record
 
 
 class TrainModelOperator(PipelineOperator):
@@ -66,6 +70,8 @@ class TrainModelOperator(PipelineOperator):
             self.mlflow, self.storage, self.spec, self.training_set, lineage, self.validation
         )
         self.log.info("candidate %s: %s", candidate["model_uri"], candidate["metrics"])
+        self.lineage.inputs.append(self.in_lake(self.training_set["key"]))
+        self.lineage.outputs.append(model_dataset(self.mlflow, candidate["model"], candidate["version"]))
         return candidate
 
 

@@ -41,10 +41,12 @@ class ValidateDataOperator(DailyOperator):
         else:
             raise AirflowFailException("training-set validation needs the training set's record (training_set=)")
         report, record = validation.validate_stored(storage, spec, self.stage, folder, day)
+        self.lineage.inputs.append(self.in_lake(folder, checked=report))
         self.log.info("validation of %s: %s", folder, record)
         context["ti"].xcom_push(key="validation", value=record)
         if report.passed:
             return record
         if day is not None:
             self.log.error("quarantined %s to %s", folder, validation.quarantine(storage, spec, day))
+            self.lineage.outputs.append(self.in_lake(keys.quarantine_partition(spec, day)))
         raise validation.ValidationFailed(report)

@@ -25,6 +25,10 @@ class FeastTarget:
 
     config: dict[str, Any]
 
+    @property
+    def project(self) -> str:
+        return str(self.config["project"])
+
     def store(self) -> Any:
         """The store; unless configured otherwise, materialisation uses our fast online writer."""
         from feast import FeatureStore, RepoConfig

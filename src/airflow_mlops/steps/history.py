@@ -25,12 +25,14 @@ class Version:
     decision: str
     reason: str
     metrics: dict[str, float]  # holdout metrics
+    registered_at: float = 0.0  # Unix seconds: when training registered it
 
 
 @dataclass(frozen=True)
 class Day:
     ds: str
     drift_share: float | None
+    drifted_columns: list[str]
     retrain: bool
     decision: str
     performance: float | None
@@ -51,6 +53,7 @@ def versions(target: MlflowTarget, spec: PipelineSpec) -> list[Version]:
                 decision=mv.tags.get(Tag.DECISION, PENDING),
                 reason=mv.tags.get(Tag.DECISION_REASON, ""),
                 metrics=holdout_metrics(client.get_run(mv.run_id).data.metrics),
+                registered_at=mv.creation_timestamp / 1000,
             )
         )
     return sorted(found, key=lambda v: int(v.version))
@@ -69,6 +72,7 @@ def days(storage: Storage, spec: PipelineSpec, known: list[Version]) -> list[Day
             Day(
                 ds=ds,
                 drift_share=decision.get("drift_share"),
+                drifted_columns=[str(column) for column in decision.get("drifted_columns", [])],
                 retrain=bool(decision.get("retrain")),
                 decision=decision.get("reason", "") if decision.get("retrain") else decision.get("why_not") or "-",
                 performance=performance,

@@ -58,8 +58,21 @@ def labelled_predictions(storage: Storage, spec: PipelineSpec, ds: date) -> pd.D
     return scored.merge(truth[[*join_on, spec.data.label_column]], on=join_on, how="inner")
 
 
-def performance(frame: pd.DataFrame, label_column: str) -> dict[str, float] | None:
-    """The holdout's metrics on labelled predictions; ``None`` until both classes have been seen."""
+def performance(frame: pd.DataFrame, label_column: str) -> dict[str, Any] | None:
+    """The holdout's metrics on labelled predictions, over all of them and per model version that made
+    them (``by_version``: a window can span a promotion); ``None`` until both classes have been seen."""
+    overall = live_metrics(frame, label_column)
+    if overall is None:
+        return None
+    by_version = {
+        str(version): metrics
+        for version, rows in frame.groupby("model_version", sort=True)
+        if (metrics := live_metrics(rows, label_column)) is not None
+    }
+    return {**overall, "by_version": by_version}
+
+
+def live_metrics(frame: pd.DataFrame, label_column: str) -> dict[str, float] | None:
     from airflow_mlops.steps.training import classification_metrics
 
     if frame.empty or frame[label_column].nunique() < 2:

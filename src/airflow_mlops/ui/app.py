@@ -3,14 +3,19 @@
 
 Airflow mounts plugin apps without authentication, so every route depends on :func:`airflow_user`,
 which is Airflow's own ``get_user`` (a JWT in the ``Authorization`` header, or the UI's ``_token``
-cookie), and shows only pipelines whose DAGs the auth manager lets that user read.
+cookie), and shows only pipelines whose DAGs the auth manager lets that user read. ``/metrics`` also
+takes the scrape token of the ``mlops_metrics`` connection, for Prometheus (whose credentials do not
+expire the way Airflow's JWTs do).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
+from collections.abc import Callable
+from functools import cache
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
@@ -34,6 +39,7 @@ bearer = HTTPBearer(auto_error=False)
 REPORT_HEADERS = {"Content-Security-Policy": "sandbox allow-scripts", "X-Content-Type-Options": "nosniff"}
 REPORT_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json"}
 RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+METRICS_CONN_ID = "mlops_metrics"
 
 
 async def airflow_user(
@@ -54,12 +60,43 @@ def readable_pipelines(
     return catalog.pipelines(dags, readable)
 
 
+def scrape_token() -> str | None:
+    """The password of the ``mlops_metrics`` connection: a bearer token that may read every pipeline's
+    metrics (and nothing else); ``None`` when no such connection is defined."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk import BaseHook
+
+    try:
+        return BaseHook.get_connection(METRICS_CONN_ID).password or None
+    except AirflowNotFoundException:
+        return None
+
+
+async def scraped_pipelines(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    dags: Annotated[dict[str, str], Depends(catalog.mlops_dags)],
+    token: Annotated[str | None, Depends(scrape_token)],
+) -> list[Pipeline]:
+    """Every pipeline for the scrape token; for anyone else, the pipelines they may read."""
+    if token and credentials and hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+        return catalog.pipelines(dags, set(dags))
+    return readable_pipelines(await airflow_user(request, credentials), dags)
+
+
 def lake() -> Storage:
     return LakeHook().get_conn()
 
 
 def mlflow_target() -> MlflowTarget:
     return MlflowHook().get_conn()
+
+
+def feature_views() -> Callable[[str], Any]:
+    """Reads a feature view from Feast's registry; the store is opened on the first read."""
+    target = FeastHook().get_conn()
+    store = cache(target.store)
+    return lambda name: store().get_feature_view(name)
 
 
 Pipelines = Annotated[list[Pipeline], Depends(readable_pipelines)]
@@ -121,6 +158,31 @@ def index(request: Request, found: Pipelines, storage: Lake, target: Mlflow) -> 
 def pipeline_page(name: str, request: Request, found: Pipelines, storage: Lake, target: Mlflow) -> str:
     at = prefix(request)
     return pages.monitoring_page(f"Model monitoring: {name}", sections([loaded(found, name)], storage, target, at), at)
+
+
+@app.get("/metrics")
+def metrics(
+    request: Request,
+    found: Annotated[list[Pipeline], Depends(scraped_pipelines)],
+    storage: Lake,
+    target: Mlflow,
+    views: Annotated[Callable[[str], Any], Depends(feature_views)],
+) -> Response:
+    """Pipeline and model metrics for Prometheus (see :mod:`airflow_mlops.ui.metrics`)."""
+    from airflow_mlops.ui import metrics as prom
+
+    readings, failed = [], []
+    for pipeline in found:
+        if pipeline.spec is None:
+            failed.append(pipeline.name)
+            continue
+        try:
+            readings.append(prom.read(catalog.overview(pipeline, storage, target), storage, views))
+        except Exception:  # one unreachable store must not hide the other pipelines' metrics
+            log.exception("cannot read the metrics of pipeline %s", pipeline.name)
+            failed.append(pipeline.name)
+    body, content_type = prom.exposition(prom.families(readings, failed), request.headers.get("accept", ""))
+    return Response(body, headers={"Content-Type": content_type})
 
 
 @app.get("/reports/{key:path}")
