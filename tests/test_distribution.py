@@ -1,6 +1,9 @@
 """The package as users get it: a built wheel (not an editable checkout) installed with the constraints
 into a fresh virtualenv, then looked at through Airflow's own CLI from a folder outside the repository,
-with nothing of the repository on ``sys.path``."""
+with nothing of the repository on ``sys.path``; and the steps' tests run against that install.
+
+The virtualenv's Python is ``DIST_PYTHON`` (scripts/test.sh sets a Python 3.12, so CI covers a second
+Python with its own constraints file), or this one."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.distribution
 
-PYTHON = "{}.{}".format(*sys.version_info[:2])
+DIST_PYTHON = os.environ.get("DIST_PYTHON") or sys.executable
 
 
 def run(argv: list[str | Path], cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -33,10 +36,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     # sdist first, then the wheel from the sdist: what is released, never a stale build/ folder's leftovers
     run([sys.executable, "-m", "build", "--outdir", work / "wheel", ROOT], cwd=work)
     (wheel,) = (work / "wheel").glob("airflow_mlops-*.whl")
-    run([sys.executable, "-m", "venv", work / "venv"], cwd=work)
+    run([DIST_PYTHON, "-m", "venv", work / "venv"], cwd=work)
     bin_dir = work / "venv" / "bin"
-    constraints = ROOT / "constraints" / f"constraints-{PYTHON}.txt"
-    run([bin_dir / "python", "-m", "pip", "install", "--quiet", "-c", constraints, wheel], cwd=work)
+    version = run([bin_dir / "python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], cwd=work).strip()
+    constraints = ROOT / "constraints" / f"constraints-{version}.txt"
+    # with the test extra, for the steps' tests below; modules compile when first imported
+    pip = [bin_dir / "python", "-m", "pip", "install", "--quiet", "--no-compile", "-c", constraints]
+    run([*pip, f"{wheel}[test]"], cwd=work)
     home = work / "airflow"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHON", "VIRTUAL_ENV", "MLOPS"))}
     env.update(
@@ -116,3 +122,15 @@ def test_torch_is_an_extra_and_asking_for_it_without_says_which(installed) -> No
     )
     assert completed.returncode != 0
     assert "pip install 'airflow-mlops[torch]'" in completed.stderr.strip().splitlines()[-1]
+
+
+def test_the_steps_pass_their_tests_on_the_installed_package(installed) -> None:
+    """The ML steps (validation, features, training, registry, drift, monitoring) and the spec, imported
+    from the wheel in the fresh virtualenv, on its Python and its constraints' library versions."""
+    bin_dir, env = installed
+    code = "import airflow_mlops, sys; print(airflow_mlops.__file__)"
+    assert run([bin_dir / "python", "-c", code], cwd=ROOT, env=env).strip().startswith(str(bin_dir.parent))
+    tests = ["tests/steps", "tests/test_spec.py", "tests/test_storage.py"]
+    run(
+        [bin_dir / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not e2e", *tests], cwd=ROOT, env=env
+    )

@@ -7,12 +7,13 @@ and the day-by-day history read what the training pipeline wrote under the same 
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 # Registered-model aliases: the deployment contract. Scoring loads ``models:/<name>@champion``;
 # ``previous`` is the version it replaced, the rollback target.
 CHAMPION = "champion"
 PREVIOUS = "previous"
+CHALLENGER = "challenger"  # a version scored beside the champion during its shadow window
 
 
 class Tag:
@@ -30,12 +31,14 @@ class Tag:
     DRIFTED_COLUMNS = "drifted_columns"
     TRAINER = "trainer"
     TRAINING_KEY = "training_key"  # as_of + data fingerprint + hash of the model's shape: one version per key
-    DECISION = "decision"  # promoted | rejected | rolled_back (absent while pending)
+    DECISION = "decision"  # promoted | rejected | rolled_back | shadow (absent while pending)
     DECISION_REASON = "decision_reason"
+    SHADOW_SINCE = "shadow_since"  # the first day a challenger was scored beside the champion
 
 
 PROMOTED, REJECTED, PENDING = "promoted", "rejected", "pending"
 ROLLED_BACK = "rolled_back"  # was champion, then taken back: never promoted again by a training run
+SHADOW = "shadow"  # passed the offline gate, @challenger: promoted or rejected on live labels
 HOLDOUT_PREFIX = "holdout_"  # run metrics measured on the time-based holdout
 
 
@@ -122,16 +125,17 @@ class PromotionRecord(ModelRecord):
 
 
 class AliasMove(TypedDict):
-    """One move of ``@champion`` (a promotion or a rollback), appended to the pipeline's audit trail:
-    who moved it, when, why, from which version to which."""
+    """One alias move (a promotion or rollback of ``@champion``, a ``@challenger`` put in shadow), appended
+    to the pipeline's audit trail: who moved it, when, why, from which version to which."""
 
     event_id: str
     at: str  # UTC, ISO 8601
     pipeline: str
     model: str
-    action: str  # promotion | rollback
+    action: str  # promotion | rollback | shadow
     champion: str  # the version @champion points to after the move
     previous: str | None  # the version it replaced, now @previous
+    challenger: NotRequired[str | None]  # shadow: the version @challenger points to after the move
     reason: str
     actor: str  # a user (rollback) or the DAG run that moved it
     source: str  # the DAG run, or "cli"
@@ -144,6 +148,24 @@ class ScoringRecord(TypedDict):
     rows: int
     champion_version: str
     mean_score: float
+    challenger_version: str | None  # in shadow: scored beside the champion, into shadow_predictions
+    shadow_predictions: str | None
+
+
+class ShadowRecord(TypedDict):
+    """``judge_challenger`` (and the day's ``shadow.json``): champion and challenger on the same arrived
+    labels since the shadow began, and the verdict: ``shadowing`` (wait), ``promote`` or ``reject``."""
+
+    champion_version: str
+    challenger_version: str
+    since: str
+    days: int  # days shadowed, today included
+    labelled_rows: int
+    champion: dict[str, float] | None  # live metrics; None until labels of both classes arrived
+    challenger: dict[str, float] | None
+    verdict: str
+    reasons: list[str]
+    champion_failing: bool  # past a min_performance floor while the challenger beats it (not promoted)
 
 
 class DriftRecord(TypedDict):

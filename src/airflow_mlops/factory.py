@@ -25,6 +25,7 @@ from airflow_mlops.notifications import PipelineNotifier
 from airflow_mlops.operators.features import PublishFeaturesOperator
 from airflow_mlops.operators.monitoring import (
     DetectDriftOperator,
+    JudgeChallengerOperator,
     PerformanceReportOperator,
     RetrainDecisionOperator,
     ScoreBatchOperator,
@@ -189,6 +190,10 @@ def monitoring_dag(spec: PipelineSpec) -> DAG:
             poke_interval=10,
         )
         settled >> wait >> score >> [drift, performance] >> decide >> trigger
+        if spec.training.rollout.mode == "shadow":
+            # the day's challenger is judged (and maybe promoted) before the day's retraining decision
+            judge = JudgeChallengerOperator(task_id="judge_challenger", **common)
+            performance >> judge >> decide
         settled >> trigger  # what the next day's previous_day_settled waits for, with wait_for_downstream
     return dag
 

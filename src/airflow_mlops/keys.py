@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from airflow_mlops.spec import PipelineSpec
 
-ReportName = Literal["drift.html", "drift.json", "performance.json", "performance.html", "decision.json"]
+ReportName = Literal["drift.html", "drift.json", "performance.json", "performance.html", "decision.json", "shadow.json"]
 DRIFT_REPORT: ReportName = "drift.html"
 PERFORMANCE_REPORT: ReportName = "performance.html"
 DECISION: ReportName = "decision.json"
+SHADOW: ReportName = "shadow.json"  # champion and challenger on the same arrived labels, and the verdict
 
 
 def partition(prefix: str, ds: date | str) -> str:
@@ -92,6 +93,16 @@ def validation_result(spec: PipelineSpec, stage: str, validated: str) -> str:
 
 def predictions(spec: PipelineSpec, ds: date | str) -> str:
     return f"{partition(spec.monitoring.predictions_path, ds)}/predictions.parquet"
+
+
+def shadow_predictions_path(spec: PipelineSpec) -> str:
+    """The challenger's scores, beside the champion's: a table of its own, so readers of the predictions
+    never mix the two."""
+    return f"{spec.monitoring.predictions_path.rstrip('/')}_shadow"
+
+
+def shadow_predictions(spec: PipelineSpec, ds: date | str) -> str:
+    return f"{partition(shadow_predictions_path(spec), ds)}/predictions.parquet"
 
 
 def reports_prefix(spec: PipelineSpec) -> str:

@@ -65,10 +65,12 @@ class Alert:
 
 
 def move_alert(entry: AliasMove, link: str) -> Alert:
-    """The alert for a recorded move of ``@champion`` (a promotion or a rollback)."""
+    """The alert for a recorded alias move (a promotion, a rollback, a challenger put in shadow)."""
     came_from = f" from v{entry['previous']}" if entry["previous"] else ""
     verb = "rolled back" if entry["action"] == "rollback" else "promoted"
     summary = f"@champion {verb} to v{entry['champion']}{came_from}"
+    if entry["action"] == "shadow":
+        summary = f"@challenger v{entry.get('challenger')} shadows @champion v{entry['champion']}"
     return Alert(entry["action"], entry["pipeline"], summary, f"{entry['reason']} (by {entry['actor']})", link=link)
 
 

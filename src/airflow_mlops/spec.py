@@ -50,6 +50,7 @@ ALERT_EVENTS = (
     "challenger_rejected",  # a trained candidate lost at the challenger gate
     "promotion",  # @champion moved to a new version
     "rollback",  # @champion moved back (CLI or the rollback DAG)
+    "shadow",  # a challenger that passed the gates is scored beside the champion (training.rollout: shadow)
 )
 AlertEvent = Literal[ALERT_EVENTS]  # type: ignore[valid-type]
 
@@ -138,6 +139,21 @@ class MetricThresholdSpec(_Strict):
         return self
 
 
+class RolloutSpec(_Strict):
+    """How a challenger that passed the gates replaces the champion.
+
+    ``direct``: at once. ``shadow``: it becomes ``@challenger``, is scored beside the champion for
+    ``shadow_days``, then promoted if it passes ``training.thresholds`` against the champion on the labels
+    that arrived for both (MLflow's ``MetricThreshold`` on live data), rejected otherwise.
+    ``promote_when_champion_fails``: promote before the window ends when the champion's live metrics are
+    past ``monitoring.drift.min_performance`` and the challenger beats it on the same labels (off: alert).
+    """
+
+    mode: Literal["direct", "shadow"] = "direct"
+    shadow_days: int = Field(default=7, ge=1)
+    promote_when_champion_fails: bool = False
+
+
 class TrainingSpec(_Strict):
     schedule: Schedule | None = "@weekly"
     window_days: int = Field(default=28, ge=2)
@@ -152,6 +168,7 @@ class TrainingSpec(_Strict):
     infra_validation_rows: int = Field(default=20, ge=1)
     # How long train_model may run before Airflow stops it (every other task: one hour).
     timeout_minutes: int = Field(default=240, ge=1)
+    rollout: RolloutSpec = RolloutSpec()
 
     @model_validator(mode="after")
     def _holdout_fits(self) -> TrainingSpec:

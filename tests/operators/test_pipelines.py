@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from airflow_mlops import keys
 from airflow_mlops.factory import build_pipelines
 from airflow_mlops.keys import offline_prefix, partition, quarantine_prefix
 from airflow_mlops.steps import audit, registry
@@ -241,3 +242,46 @@ def test_rollback_from_the_form_and_the_cli_is_audited_and_refused_to_a_rejected
     latest = audit.trail(storage, spec)[0]
     assert (latest["actor"], latest["source"], latest["champion"]) == ("alice", "cli", "3")
     assert main(["rollback", str(env["spec_path"]), "--to", "2", "--reason", "no"]) == 2
+
+
+def test_shadow_rollout_scores_the_challenger_beside_the_champion_then_promotes_it_on_live_labels(env, spec, tmp_path):
+    """``training.rollout.mode: shadow``: the challenger that passed the gates becomes @challenger, the
+    monitoring DAG scores it beside the champion, and judges it once labels for both have arrived."""
+    name, target, storage, sinks = spec.registered_model_name, env["mlflow"], env["storage"], env["alerts"]
+    shadow = build_pipelines(
+        variant(
+            tmp_path,
+            "shadow",
+            training={"rollout": {"mode": "shadow", "shadow_days": 2}, "thresholds": {"roc_auc": {"threshold": 0.3}}},
+        )
+    )
+    sinks.clear()
+    _dagrun, states = run(shadow["churn_training"], 11, {"as_of": str(day(11)), "reason": "shadow test"})
+    assert states["promote_champion"] == "success", states
+    assert aliases(target, name) == {"champion": "3", "previous": "1", "challenger": "4"}  # the champion stays
+    move = audit.trail(storage, spec)[0]
+    assert (move["action"], move["champion"], move["challenger"]) == ("shadow", "3", "4")
+    assert sinks.post("shadow")["summary"] == "@challenger v4 shadows @champion v3"
+
+    # day 12, the first in shadow: both models score it; no label has arrived for it yet
+    _dagrun, states = run(shadow["churn_monitoring"], 12)
+    assert states["score_batch"] == "success" and states["judge_challenger"] == "success", states
+    beside = pd.read_parquet(storage.path(keys.shadow_predictions(spec, day(12))))
+    assert len(beside) == SMALL.customers and beside["model_version"].eq("4").all()
+    first = json.loads(storage.read_bytes(monitoring_output(env, spec, 12, "shadow.json")))
+    assert (first["verdict"], first["days"], first["challenger"]) == ("shadowing", 1, None)
+
+    # day 15: day 12's labels have arrived; the window is over, MLflow's threshold check on live labels decides
+    run(shadow["churn_features"], 15)
+    sinks.clear()
+    _dagrun, states = run(shadow["churn_monitoring"], 15)
+    assert states["judge_challenger"] == "success", states
+    judged = json.loads(storage.read_bytes(monitoring_output(env, spec, 15, "shadow.json")))
+    assert judged["labelled_rows"] == SMALL.customers and judged["challenger"]["roc_auc"] >= 0.3
+    assert judged["verdict"] == "promote" and f"on {SMALL.customers} live labels over 4 days" in judged["reasons"]
+    assert aliases(target, name) == {"champion": "4", "previous": "3"}  # @challenger is gone
+    promoted = target.client().get_model_version(name, "4").tags
+    assert promoted["decision"] == "promoted" and promoted["decision_reason"].startswith("shadow: passed roc_auc")
+    move = audit.trail(storage, spec)[0]
+    assert (move["action"], move["champion"], move["previous"]) == ("promotion", "4", "3")
+    assert sinks.post("promotion")["summary"] == "@champion promoted to v4 from v3"

@@ -203,3 +203,69 @@ def test_a_retraining_storm_asks_once_per_cooldown(spec, storage, tmp_path):
         if monitoring.decide(empty_registry, storage, spec, day, drifting, None, training_active=False)["retrain"]
     ]
     assert len(asked) == 3 and all((b - a).days == cooldown for a, b in pairwise(asked))
+
+
+# -- shadow rollout ---------------------------------------------------------------------------------------
+
+
+def shadow_spec(spec, **rollout):
+    training = spec.training.model_copy(update={"rollout": spec.training.rollout.model_copy(update=rollout)})
+    return spec.model_copy(update={"training": training})
+
+
+def judge(spec, champion, challenger, days, **rollout):
+    return monitoring.judge_shadow(
+        shadow_spec(spec, shadow_days=3, **rollout),
+        champion and {"roc_auc": champion},
+        challenger and {"roc_auc": challenger},
+        days=days,
+        labelled_rows=500,
+        champion_version="1",
+        challenger_version="2",
+    )
+
+
+def test_shadow_policy_waits_the_window_then_applies_the_gate_on_live_labels(spec):
+    assert judge(spec, 0.80, 0.90, days=1).verdict == "shadowing"  # better, but the window is not over
+    promoted = judge(spec, 0.80, 0.90, days=3)
+    assert promoted.verdict == "promote" and "on 500 live labels over 3 days" in promoted.reasons[-1]
+    rejected = judge(spec, 0.80, 0.802, days=3)  # under the gate's min_absolute_change of 0.005
+    assert rejected.verdict == "reject" and "roc_auc" in " ".join(rejected.reasons)
+    assert judge(spec, 0.80, 0.65, days=4).verdict == "reject"  # under the absolute threshold 0.70
+
+
+def test_shadow_policy_without_labels_of_both_classes_waits_then_gives_up(spec):
+    waiting = judge(spec, None, None, days=5)
+    assert waiting.verdict == "shadowing" and "waiting for labels of both classes" in waiting.reasons[0]
+    given_up = judge(spec, None, None, days=6)  # twice the window
+    assert given_up.verdict == "reject" and "no labels of both classes in 6 days" in given_up.reasons[0]
+
+
+def test_a_failing_champion_is_replaced_early_only_when_the_spec_says_so(spec):
+    # the demo's case: the champion fell under its 0.70 floor; the challenger beats it on the same labels
+    alerted = judge(spec, 0.49, 0.62, days=1)
+    assert alerted.verdict == "shadowing" and alerted.champion_failing
+    assert "champion v1 is failing (roc_auc 0.490 past its limit 0.7)" in alerted.reasons[0]
+    assert "roc_auc 0.620 against 0.490" in alerted.reasons[0]
+    assert judge(spec, 0.49, 0.62, days=1, promote_when_champion_fails=True).verdict == "promote"
+    assert judge(spec, 0.49, 0.45, days=1, promote_when_champion_fails=True).verdict == "shadowing"  # not better
+    assert not judge(spec, 0.75, 0.90, days=1, promote_when_champion_fails=True).champion_failing  # not failing
+
+
+def test_shadow_pairs_join_both_models_scores_of_the_same_rows_with_arrived_labels(spec, storage):
+    class Half:
+        def predict(self, frame):
+            return np.column_stack([np.full(len(frame), 0.5), np.full(len(frame), 0.5)])
+
+    for index in (2, 3):
+        snapshot = churn_data.snapshot(SMALL, index)
+        storage.write_parquet(keys.predictions(spec, day(index)), monitoring.score(Constant(), snapshot, spec, "1"))
+        storage.write_parquet(keys.shadow_predictions(spec, day(index)), monitoring.score(Half(), snapshot, spec, "2"))
+    arrived = churn_data.labels_arriving(SMALL, 2 + SMALL.label_delay_days)  # the labels of day 2's snapshot
+    storage.write_parquet(f"{keys.labels_partition(spec, day(4))}/labels.parquet", arrived)
+    pairs = monitoring.shadow_pairs(storage, spec, "1", day(2), day(4))
+    assert len(pairs) == len(arrived) == SMALL.customers  # day 3's rows have no label yet
+    assert pairs["champion"].eq(0.7).all() and pairs["challenger"].eq(0.5).all()
+    assert set(pairs["churned"]) <= {0, 1}
+    assert monitoring.shadow_pairs(storage, spec, "1", day(5), day(6)).empty
+    assert monitoring.shadow_pairs(storage, spec, "7", day(2), day(4)).empty  # scored by another champion

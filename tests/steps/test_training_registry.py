@@ -1,6 +1,7 @@
 """Training, the challenger gate and the MLflow registry contract (aliases, lineage, idempotence)."""
 
 import importlib.util
+from datetime import date
 from types import SimpleNamespace
 
 import pytest
@@ -142,6 +143,34 @@ def test_rollback_goes_back_to_a_former_champion_only(mlflow_target, spec, label
     with pytest.raises(registry.RollbackRefused, match="moved to v3 after the rollback from v1 was planned"):
         registry.rollback(mlflow_target, name, stale, "too late")
     assert registry.aliases(mlflow_target, name) == {"champion": "3", "previous": "1"}
+
+
+def test_a_challenger_in_shadow_leaves_the_champion_and_replaces_an_older_challenger(mlflow_target, spec, labelled):
+    name = "churn_model"
+    for key, as_of in (("k1", "2026-01-08"), ("k2", "2026-01-09"), ("k3", "2026-01-10")):
+        register_candidate(mlflow_target, spec, labelled, key, as_of=as_of)
+    registry.promote(mlflow_target, name, "1", "first", gated_against=None)
+    since = date(2026, 1, 10)
+    started = registry.start_shadow(mlflow_target, name, "2", "passed roc_auc", gated_against="1", since=since)
+    assert started.moved and started.champion == "1" and "v2 shadows champion v1" in started.reason
+    assert registry.aliases(mlflow_target, name) == {"champion": "1", "challenger": "2"}
+    tags = mlflow_target.client().get_model_version(name, "2").tags
+    assert (tags["decision"], tags["shadow_since"]) == ("shadow", "2026-01-10")
+    assert not registry.start_shadow(mlflow_target, name, "2", "retried", gated_against="1", since=since).moved
+    # gated against a champion that is no longer champion: stale, rejected, nothing moves
+    stale = registry.start_shadow(mlflow_target, name, "3", "passed", gated_against="2", since=since)
+    assert not stale.moved and "the champion is now v1" in stale.reason
+    assert registry.aliases(mlflow_target, name)["challenger"] == "2"
+    # a newer challenger replaces the one in shadow, which is rejected
+    mlflow_target.client().delete_model_version_tag(name, "3", "decision")
+    assert registry.start_shadow(mlflow_target, name, "3", "passed", gated_against="1", since=since).moved
+    assert mlflow_target.client().get_model_version(name, "2").tags["decision_reason"] == "replaced in shadow by v3"
+    registry.end_shadow(mlflow_target, name, "2")  # not the challenger any more: nothing happens
+    assert registry.aliases(mlflow_target, name)["challenger"] == "3"
+    registry.end_shadow(mlflow_target, name, "3")
+    assert registry.aliases(mlflow_target, name) == {"champion": "1"}
+    with pytest.raises(registry.RollbackRefused, match=r"v2 .*never champion \(rejected: replaced in shadow"):
+        registry.plan_rollback(mlflow_target, name, "2")
 
 
 def test_infra_validation_loads_in_a_fresh_process(mlflow_target, spec, labelled):

@@ -59,9 +59,13 @@ def lake(tmp_path_factory: pytest.TempPathFactory, spec: PipelineSpec) -> LocalS
         ("2026-01-14T00:05:00", "promotion", "2", "1", "churn_training", "passed roc_auc against champion v1"),
         ("2026-01-15T09:30:00", "rollback", "1", "2", "alice", f"v2 over-predicts {HOSTILE}"),
         ("2026-01-15T10:00:00", "rollback", "2", "1", "alice", "false alarm"),
+        ("2026-01-16T00:05:00", "shadow", "2", "1", "churn_training", "v3 shadows champion v2"),
     ]:
         move = Promotion(champion, previous, True, reason)
-        entry = audit.move(spec, move, action=action, actor=actor, source="cli", event=f"{at}-{action}")
+        challenger = "3" if action == "shadow" else None
+        entry = audit.move(
+            spec, move, action=action, actor=actor, source="cli", event=f"{at}-{action}", challenger=challenger
+        )
         audit.record(storage, spec, {**entry, "at": f"{at}.000000+00:00"})
     return storage
 

@@ -60,6 +60,7 @@ def test_page_shows_champion_history_drift_and_validations(client: TestClient, a
         html,
     )
     assert moves == [  # the champion's audit trail, newest first
+        ("2026-01-16 00:05:00", "shadow", "v3 beside v2", "churn_training"),
         ("2026-01-15 10:00:00", "rollback", "v1 \u2192 v2", "alice"),
         ("2026-01-15 09:30:00", "rollback", "v2 \u2192 v1", "alice"),
         ("2026-01-14 00:05:00", "promotion", "v1 \u2192 v2", "churn_training"),

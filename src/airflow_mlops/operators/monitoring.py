@@ -10,15 +10,17 @@ from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_mlops import keys
+from airflow_mlops.contracts import CHALLENGER, CHAMPION
 from airflow_mlops.lineage import lake_dataset, model_dataset
-from airflow_mlops.links import DriftReportLink, PerformanceReportLink
+from airflow_mlops.links import DriftReportLink, ModelVersionLink, PerformanceReportLink
 from airflow_mlops.notifications import Alert
 from airflow_mlops.operators.base import DailyOperator, bad_data_fails_fast
+from airflow_mlops.operators.training import record_move
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_mlops.contracts import DriftRecord, RetrainingRecord, ScoringRecord
+    from airflow_mlops.contracts import DriftRecord, RetrainingRecord, ScoringRecord, ShadowRecord
 
 
 class ScoreBatchOperator(DailyOperator):
@@ -84,6 +86,56 @@ class PerformanceReportOperator(DailyOperator):
             self.in_lake(self.spec.data.labels_path),
         ]
         self.lineage.outputs += [lake_dataset(record["report"]), lake_dataset(record["html_report"])]
+        return record
+
+
+class JudgeChallengerOperator(DailyOperator):
+    """Shadow rollout (``training.rollout.mode: shadow``): the champion and ``@challenger`` on the labels
+    that arrived for both, and the spec's policy on them: promote the challenger, reject it, or keep
+    shadowing. ``None`` while no challenger is in shadow."""
+
+    operator_extra_links = (ModelVersionLink(),)
+
+    def run(self, context: Context) -> ShadowRecord | None:
+        from airflow_mlops.steps import audit, monitoring, registry
+
+        spec, day = self.spec, self.day(context)
+        name = spec.registered_model_name
+        current = registry.aliases(self.mlflow, name)
+        if current.get(CHALLENGER) is not None and current.get(CHALLENGER) == current.get(CHAMPION):
+            registry.end_shadow(self.mlflow, name, current[CHALLENGER])  # a retry after the promotion below
+        record = monitoring.shadow_report(self.mlflow, self.storage, spec, day)
+        if record is None:
+            self.log.info("no @challenger of %s in shadow", name)
+            return None
+        challenger, champion = record["challenger_version"], record["champion_version"]
+        reason = "; ".join(record["reasons"])
+        self.log.info("shadow of v%s beside v%s on %s: %s (%s)", challenger, champion, day, record["verdict"], reason)
+        self.lineage.inputs += [
+            self.in_lake(spec.monitoring.predictions_path),
+            self.in_lake(keys.shadow_predictions_path(spec)),
+            self.in_lake(spec.data.labels_path),
+        ]
+        self.lineage.outputs.append(self.in_lake(keys.report(spec, day, keys.SHADOW)))
+        link = ModelVersionLink().url({**self.mlflow.model_record(spec), "version": challenger})
+        if record["verdict"] == "promote":
+            why = f"shadow: {reason}"
+            outcome = registry.promote(self.mlflow, name, challenger, why, gated_against=champion)
+            event = audit.event_id("promotion", name, f"v{challenger}")
+            if outcome.champion == challenger and not self.storage.exists(keys.alias_move(spec, event)):
+                moved = outcome if outcome.moved else registry.Promotion(challenger, champion, True, why)
+                record_move(self, context, moved, "promotion", event)
+            elif outcome.champion != challenger:
+                self.log.warning("v%s not promoted: %s", challenger, outcome.reason)
+            registry.end_shadow(self.mlflow, name, challenger)
+        elif record["verdict"] == "reject":
+            registry.reject(self.mlflow, name, challenger, [f"shadow: {reason}"])
+            registry.end_shadow(self.mlflow, name, challenger)
+            summary = f"challenger v{challenger} rejected after its shadow beside v{champion}"
+            self.alert(context, Alert("challenger_rejected", spec.name, summary, reason, day.isoformat(), link))
+        elif record["champion_failing"]:
+            summary = f"champion v{champion} below its floor; challenger v{challenger} beats it in shadow"
+            self.alert(context, Alert("champion_below_floor", spec.name, summary, reason, day.isoformat(), link))
         return record
 
 

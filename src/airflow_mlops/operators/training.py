@@ -3,12 +3,14 @@ infra validation, promotion."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_mlops import keys
+from airflow_mlops.contracts import CHALLENGER
 from airflow_mlops.lineage import model_dataset
 from airflow_mlops.links import ChampionVersionLink, MlflowRunLink, ModelVersionLink
 from airflow_mlops.notifications import Alert, move_alert
@@ -128,7 +130,9 @@ class InfraValidationOperator(PipelineOperator):
 
 
 class PromoteModelOperator(PipelineOperator):
-    """Move ``champion`` to the validated challenger; the old champion keeps ``previous``."""
+    """Move ``champion`` to the validated challenger; the old champion keeps ``previous``. With
+    ``training.rollout.mode: shadow`` and a champion in place, the challenger becomes ``@challenger``
+    instead, scored beside the champion until the monitoring DAG's ``judge_challenger`` decides."""
 
     template_fields = (*PipelineOperator.template_fields, "candidate", "decision")
     operator_extra_links = (ChampionVersionLink(),)
@@ -144,6 +148,8 @@ class PromoteModelOperator(PipelineOperator):
         spec, version, decision = self.spec, self.candidate["version"], self.decision
         reason = "; ".join(decision["reasons"])
         gated_against = decision["champion_version"]
+        if spec.training.rollout.mode == "shadow" and gated_against is not None:
+            return self.shadow(context, version, reason, gated_against)
         outcome = registry.promote(self.mlflow, spec.registered_model_name, version, reason, gated_against)
         (self.log.info if outcome.moved else self.log.warning)("v%s: %s", version, outcome.reason)
         # One record per promoted version: a retry after a kill between the alias move and the record
@@ -153,6 +159,20 @@ class PromoteModelOperator(PipelineOperator):
         if outcome.moved or unrecorded:
             moved = outcome if outcome.moved else registry.Promotion(version, gated_against, True, reason)
             record_move(self, context, moved, "promotion", event)
+        return promotion_record(self, outcome)
+
+    def shadow(self, context: Context, version: str, reason: str, gated_against: str) -> PromotionRecord:
+        from airflow_mlops.steps import audit, registry
+
+        spec = self.spec
+        # scored beside the champion from the day after the one it was trained on
+        since = last_complete_day(context, context["params"].get("as_of")) + timedelta(days=1)
+        outcome = registry.start_shadow(self.mlflow, spec.registered_model_name, version, reason, gated_against, since)
+        (self.log.info if outcome.moved else self.log.warning)("v%s: %s", version, outcome.reason)
+        event = audit.event_id("shadow", spec.registered_model_name, f"v{version}")
+        challenger = registry.aliases(self.mlflow, spec.registered_model_name).get(CHALLENGER)
+        if outcome.moved or (challenger == version and not self.storage.exists(keys.alias_move(spec, event))):
+            record_move(self, context, outcome, "shadow", event, challenger=version)
         return promotion_record(self, outcome)
 
 
@@ -166,17 +186,23 @@ def promotion_record(operator: PipelineOperator, outcome: Promotion) -> Promotio
     }
 
 
-def record_move(operator: PipelineOperator, context: Context, moved: Promotion, action: str, event: str) -> None:
-    """Append a move of ``@champion`` made by this task to the audit trail, as ``event``, and alert on it."""
+def record_move(
+    operator: PipelineOperator,
+    context: Context,
+    moved: Promotion,
+    action: str,
+    event: str,
+    challenger: str | None = None,
+) -> None:
+    """Append an alias move made by this task to the audit trail, as ``event``, and alert on it."""
     from airflow_mlops.steps import audit
 
     spec, dag_run = operator.spec, context["dag_run"]
     actor = (getattr(dag_run, "triggering_user_name", None) if action == "rollback" else None) or dag_run.dag_id
-    entry = audit.move(
-        spec, moved, action=action, actor=actor, source=f"{dag_run.dag_id}/{dag_run.run_id}", event=event
-    )
+    source = f"{dag_run.dag_id}/{dag_run.run_id}"
+    entry = audit.move(spec, moved, action=action, actor=actor, source=source, event=event, challenger=challenger)
     audit.record(operator.storage, spec, entry)
-    link = ChampionVersionLink().url({**operator.mlflow.model_record(spec), "champion": moved.champion})
+    link = ChampionVersionLink().url({**operator.mlflow.model_record(spec), "champion": challenger or moved.champion})
     operator.alert(context, move_alert(entry, link))
 
 

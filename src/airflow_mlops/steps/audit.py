@@ -32,8 +32,18 @@ def unique_event_id(action: str) -> str:
     return event_id(datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"), action)
 
 
-def move(spec: PipelineSpec, promotion: Promotion, *, action: str, actor: str, source: str, event: str) -> AliasMove:
-    """The record of a move that happened (``promotion.champion`` is the version now champion)."""
+def move(
+    spec: PipelineSpec,
+    promotion: Promotion,
+    *,
+    action: str,
+    actor: str,
+    source: str,
+    event: str,
+    challenger: str | None = None,
+) -> AliasMove:
+    """The record of a move that happened (``promotion.champion`` is the version now champion;
+    ``challenger``, the version put in shadow)."""
     assert promotion.champion is not None, "an alias move always has a champion"
     return {
         "event_id": event,
@@ -43,6 +53,7 @@ def move(spec: PipelineSpec, promotion: Promotion, *, action: str, actor: str, s
         "action": action,
         "champion": promotion.champion,
         "previous": promotion.previous,
+        "challenger": challenger,
         "reason": promotion.reason,
         "actor": actor,
         "source": source,

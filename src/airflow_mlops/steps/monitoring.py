@@ -1,5 +1,6 @@
-"""Monitoring: batch scoring with the champion, performance once labels arrive, and the policy that
-decides whether drift or decay should start a training run.
+"""Monitoring: batch scoring with the champion (and a challenger in shadow beside it), performance once
+labels arrive, the policy that decides whether drift or decay should start a training run, and the one
+that judges a challenger in shadow.
 """
 
 from __future__ import annotations
@@ -7,12 +8,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
 from airflow_mlops import keys
-from airflow_mlops.contracts import DriftRecord, RetrainingRecord, ScoringRecord
+from airflow_mlops.contracts import (
+    CHALLENGER,
+    CHAMPION,
+    DriftRecord,
+    RetrainingRecord,
+    ScoringRecord,
+    ShadowRecord,
+)
 from airflow_mlops.spec import LOWER_IS_BETTER, DriftPolicySpec, PipelineSpec
 from airflow_mlops.storage import Storage, read_parquet, read_partition
 
@@ -99,6 +107,17 @@ class RetrainDecision:
         }
 
 
+def below_floor(floors: dict[str, float], metrics: dict[str, float] | None) -> list[str]:
+    """The live metrics past their ``min_performance`` limit, each as ``"<metric> <value> past its limit <floor>"``."""
+    return [
+        f"{metric} {metrics[metric]:.3f} past its limit {floor}"
+        for metric, floor in floors.items()
+        if metrics is not None
+        and metric in metrics
+        and (metrics[metric] > floor if metric in LOWER_IS_BETTER else metrics[metric] < floor)
+    ]
+
+
 def decide_retraining(
     policy: DriftPolicySpec,
     drift_share: float,
@@ -118,13 +137,7 @@ def decide_retraining(
     if key_drifted:
         reasons.append(f"drift: key features drifted {key_drifted}")
     signals = {"drift": "; ".join(reasons)} if reasons else {}
-    decayed = [
-        f"performance: {metric} {metrics[metric]:.3f} past its limit {floor}"
-        for metric, floor in policy.min_performance.items()
-        if metrics is not None
-        and metric in metrics
-        and (metrics[metric] > floor if metric in LOWER_IS_BETTER else metrics[metric] < floor)
-    ]
+    decayed = [f"performance: {past}" for past in below_floor(policy.min_performance, metrics)]
     if decayed:
         reasons.extend(decayed)
         signals["performance"] = "; ".join(decayed)
@@ -145,24 +158,153 @@ def decide_retraining(
 def score_day(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds: date) -> ScoringRecord | None:
     """Score the day's validated features with the champion and replace the day's predictions;
     ``None`` while there is no champion yet."""
-    from airflow_mlops.steps.registry import champion_version
+    from airflow_mlops.steps.registry import aliases
     from airflow_mlops.steps.training import load_model
 
     name = spec.registered_model_name
-    champion = champion_version(target, name)
+    current = aliases(target, name)
+    champion, challenger = current.get(CHAMPION), current.get(CHALLENGER)
     if champion is None:
         return None
     frame = read_partition(storage, keys.offline_partition(spec, ds))
-    model = load_model(f"models:/{name}/{champion.version}")
-    scored = score(model, frame, spec, str(champion.version))
+    scored = score(load_model(f"models:/{name}/{champion}"), frame, spec, champion)
     key = keys.predictions(spec, ds)
     storage.write_parquet(key, scored)
+    shadow = None
+    if challenger is not None and challenger != champion:
+        shadow = keys.shadow_predictions(spec, ds)
+        storage.write_parquet(shadow, score(load_model(f"models:/{name}/{challenger}"), frame, spec, challenger))
     return {
         "predictions": storage.location(key),
         "rows": len(scored),
-        "champion_version": str(champion.version),
+        "champion_version": champion,
         "mean_score": round(float(scored["score"].mean()), 4),
+        "challenger_version": challenger if shadow else None,
+        "shadow_predictions": storage.location(shadow) if shadow else None,
     }
+
+
+def shadow_pairs(storage: Storage, spec: PipelineSpec, champion: str, since: date, ds: date) -> pd.DataFrame:
+    """The ``champion`` version's and the challenger's scores of the same rows since the shadow began,
+    joined with the labels that have arrived: columns ``champion``, ``challenger`` and the label. Days
+    another champion scored (before a rollback, say) are left out."""
+    data = spec.data
+    join_on = [data.entity_key, data.timestamp_column]
+    days = [since + timedelta(days=offset) for offset in range((ds - since).days + 1)]
+    pairs, labels = [], []
+    for day in days:
+        if storage.exists(keys.predictions(spec, day)) and storage.exists(keys.shadow_predictions(spec, day)):
+            served = read_parquet(storage, keys.predictions(spec, day))
+            served = served.loc[served["model_version"].astype(str) == champion, [*join_on, "score"]]
+            shadowed = read_parquet(storage, keys.shadow_predictions(spec, day))[[*join_on, "score"]]
+            pairs.append(served.merge(shadowed, on=join_on, suffixes=("_champion", "_challenger")))
+        if storage.files(keys.labels_partition(spec, day), ".parquet"):
+            labels.append(read_partition(storage, keys.labels_partition(spec, day))[[*join_on, data.label_column]])
+    if not pairs or not labels:
+        return pd.DataFrame(columns=[*join_on, "champion", "challenger", data.label_column])
+    truth = pd.concat(labels, ignore_index=True)
+    truth[data.timestamp_column] = pd.to_datetime(truth[data.timestamp_column], utc=True)
+    joined = pd.concat(pairs, ignore_index=True).merge(truth, on=join_on, how="inner")
+    return joined.rename(columns={"score_champion": "champion", "score_challenger": "challenger"})
+
+
+@dataclass(frozen=True)
+class ShadowVerdict:
+    verdict: Literal["shadowing", "promote", "reject"]
+    reasons: list[str]
+    champion_failing: bool = False  # the champion is past a floor and the challenger beats it (not promoted)
+
+
+def judge_shadow(
+    spec: PipelineSpec,
+    champion: dict[str, float] | None,
+    challenger: dict[str, float] | None,
+    *,
+    days: int,
+    labelled_rows: int,
+    champion_version: str,
+    challenger_version: str,
+) -> ShadowVerdict:
+    """The shadow policy (``training.rollout``) on the live metrics of both models on the same labels.
+
+    Once ``shadow_days`` have passed, the challenger faces ``training.thresholds`` against the champion,
+    MLflow's own ``MetricThreshold`` check as at the offline gate, on live data. Before that, a champion
+    past its ``min_performance`` that the challenger beats on the primary metric is replaced at once when
+    ``promote_when_champion_fails`` says so. Without labels of both classes after twice the window, the
+    challenger is rejected: it cannot be judged.
+    """
+    from airflow_mlops.steps.registry import gate
+
+    rollout, primary = spec.training.rollout, spec.training.primary_metric
+    window = f"day {days} of {rollout.shadow_days} in shadow, {labelled_rows} labelled rows"
+    if champion is None or challenger is None:
+        if days >= 2 * rollout.shadow_days:
+            why = f"v{challenger_version} not judged: no labels of both classes in {days} days of shadow"
+            return ShadowVerdict("reject", [why])
+        return ShadowVerdict("shadowing", [f"{window}: waiting for labels of both classes"])
+    verdict = gate(spec.training.thresholds, challenger, champion, champion_version)
+    on_live = f"on {labelled_rows} live labels over {days} days"
+    if days >= rollout.shadow_days:
+        return ShadowVerdict("promote" if verdict.promote else "reject", [*verdict.reasons, on_live])
+    failing = below_floor(spec.monitoring.drift.min_performance, champion)
+    better = (
+        challenger[primary] < champion[primary]
+        if primary in LOWER_IS_BETTER
+        else challenger[primary] > champion[primary]
+    )
+    if failing and better:
+        why = (
+            f"champion v{champion_version} is failing ({'; '.join(failing)}) and challenger v{challenger_version} "
+            f"beats it on the same labels: {primary} {challenger[primary]:.3f} against {champion[primary]:.3f}"
+        )
+        if rollout.promote_when_champion_fails:
+            return ShadowVerdict("promote", [why, on_live])
+        return ShadowVerdict("shadowing", [why, window], champion_failing=True)
+    return ShadowVerdict("shadowing", [window])
+
+
+def shadow_report(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds: date) -> ShadowRecord | None:
+    """Judge the day's ``@challenger`` (``None`` when there is none), kept as the day's ``shadow.json``."""
+    from airflow_mlops.contracts import Tag
+    from airflow_mlops.steps.registry import aliases
+
+    name = spec.registered_model_name
+    current = aliases(target, name)
+    champion, challenger = current.get(CHAMPION), current.get(CHALLENGER)
+    if challenger is None or champion is None:
+        return None
+    since_tag = target.client().get_model_version(name, challenger).tags.get(Tag.SHADOW_SINCE)
+    since = date.fromisoformat(since_tag) if since_tag else ds
+    pairs = shadow_pairs(storage, spec, champion, since, ds)
+    label = spec.data.label_column
+    live = {
+        role: live_metrics(pairs.rename(columns={role: "score"})[[label, "score"]], label)
+        for role in ("champion", "challenger")
+    }
+    days = (ds - since).days + 1
+    verdict = judge_shadow(
+        spec,
+        live["champion"],
+        live["challenger"],
+        days=days,
+        labelled_rows=len(pairs),
+        champion_version=champion,
+        challenger_version=challenger,
+    )
+    record: ShadowRecord = {
+        "champion_version": champion,
+        "challenger_version": challenger,
+        "since": since.isoformat(),
+        "days": days,
+        "labelled_rows": len(pairs),
+        "champion": live["champion"],
+        "challenger": live["challenger"],
+        "verdict": verdict.verdict,
+        "reasons": verdict.reasons,
+        "champion_failing": verdict.champion_failing,
+    }
+    storage.write_bytes(keys.report(spec, ds, keys.SHADOW), json.dumps(record, indent=2).encode())
+    return record
 
 
 def performance_report(storage: Storage, spec: PipelineSpec, ds: date) -> dict[str, Any] | None:

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from airflow_mlops.contracts import (
+    CHALLENGER,
     CHAMPION,
     HOLDOUT_PREFIX,
     PREVIOUS,
     PROMOTED,
     REJECTED,
     ROLLED_BACK,
+    SHADOW,
     GateRecord,
     ModelRecord,
     Tag,
@@ -364,23 +366,60 @@ def promote(target: MlflowTarget, model_name: str, version: str, reason: str, ga
     if current_version == version:
         tag_decision(target, model_name, version, PROMOTED, reason)
         return Promotion(version, previous, False, f"v{version} is already champion")
-    tags = client.get_model_version(model_name, version).tags
-    if tags.get(Tag.DECISION) == ROLLED_BACK:  # a retried or re-run promotion must not undo a rollback
-        why = f"not promoted: v{version} was rolled back ({tags.get(Tag.DECISION_REASON)}); roll forward with --to"
-        return Promotion(current_version, previous, False, why)
-    if current_version != gated_against:
-        why = (
-            f"not promoted: the gate compared v{version} against "
-            f"{f'v{gated_against}' if gated_against else 'no champion'}, but the champion is now "
-            f"{f'v{current_version}' if current_version else 'none'}; train again to gate against it"
-        )
-        tag_decision(target, model_name, version, REJECTED, why)
-        return Promotion(current_version, previous, False, why)
+    if refused := refusal(target, model_name, version, current_version, gated_against):
+        return Promotion(current_version, previous, False, refused)
     if current_version is not None:
         client.set_registered_model_alias(model_name, PREVIOUS, current_version)
     client.set_registered_model_alias(model_name, CHAMPION, version)
     tag_decision(target, model_name, version, PROMOTED, reason)
     return Promotion(version, current_version, True, reason)
+
+
+def refusal(
+    target: MlflowTarget, model_name: str, version: str, champion: str | None, gated_against: str | None
+) -> str | None:
+    """Why ``version`` must not move forward (to ``@champion`` or ``@challenger``), or ``None``: it was
+    rolled back (a retried or re-run promotion must not undo a rollback), or the gate compared it against
+    another champion than today's (its verdict is stale; it is tagged rejected)."""
+    tags = target.client().get_model_version(model_name, version).tags
+    if tags.get(Tag.DECISION) == ROLLED_BACK:
+        return f"not promoted: v{version} was rolled back ({tags.get(Tag.DECISION_REASON)}); roll forward with --to"
+    if champion != gated_against:
+        why = (
+            f"not promoted: the gate compared v{version} against "
+            f"{f'v{gated_against}' if gated_against else 'no champion'}, but the champion is now "
+            f"{f'v{champion}' if champion else 'none'}; train again to gate against it"
+        )
+        tag_decision(target, model_name, version, REJECTED, why)
+        return why
+    return None
+
+
+def start_shadow(
+    target: MlflowTarget, model_name: str, version: str, reason: str, gated_against: str | None, since: date
+) -> Promotion:
+    """Make ``version`` the ``@challenger``, scored beside the champion from ``since`` on (see
+    :func:`airflow_mlops.steps.monitoring.judge_shadow`); a challenger already in shadow is replaced and
+    tagged rejected. The champion does not move. Safe to repeat: the tags go first, the alias last."""
+    client = target.client()
+    current = aliases(target, model_name)
+    champion, previous, replaced = current.get(CHAMPION), current.get(PREVIOUS), current.get(CHALLENGER)
+    if replaced == version:
+        return Promotion(champion, previous, False, f"v{version} is already @challenger")
+    if refused := refusal(target, model_name, version, champion, gated_against):
+        return Promotion(champion, previous, False, refused)
+    client.set_model_version_tag(model_name, version, Tag.SHADOW_SINCE, since.isoformat())
+    tag_decision(target, model_name, version, SHADOW, reason)
+    if replaced is not None:
+        tag_decision(target, model_name, replaced, REJECTED, f"replaced in shadow by v{version}")
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    return Promotion(champion, previous, True, f"v{version} shadows champion v{champion}: {reason}")
+
+
+def end_shadow(target: MlflowTarget, model_name: str, version: str) -> None:
+    """Take ``@challenger`` off ``version`` (once it has been promoted or rejected), if it is still there."""
+    if aliases(target, model_name).get(CHALLENGER) == version:
+        target.client().delete_registered_model_alias(model_name, CHALLENGER)
 
 
 class RollbackRefused(ValueError):

@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from airflow_mlops import keys
-from airflow_mlops.contracts import CHAMPION
+from airflow_mlops.contracts import CHALLENGER, CHAMPION
 
 if TYPE_CHECKING:
     from airflow_mlops.storage import Storage
@@ -70,6 +70,10 @@ def read(overview: Overview, storage: Storage, feature_view: Callable[[str], Any
     for key in storage.files(keys.reports_prefix(spec), "/performance.json")[-RECENT_DAYS:]:
         by_version = json.loads(storage.read_bytes(key)).get("by_version", {})
         readings.live.update({str(version): metrics for version, metrics in by_version.items()})
+    for key in storage.files(keys.reports_prefix(spec), f"/{keys.SHADOW}")[-1:]:  # a challenger in shadow
+        shadow = json.loads(storage.read_bytes(key))
+        if shadow.get("challenger") and overview.aliases.get(CHALLENGER) == shadow["challenger_version"]:
+            readings.live[shadow["challenger_version"]] = shadow["challenger"]
     intervals = feature_view(spec.features.feature_view).materialization_intervals
     if intervals:
         readings.materialized_until = max(end for _, end in intervals).timestamp()
@@ -111,6 +115,7 @@ def families(readings: list[Readings], failed: list[str]) -> list[Metric]:
         "live_metric_floor", "The spec's min_performance: below it asks for training.", ["pipeline", "metric"]
     )
     champion = gauge("champion_version", "The version @champion points to.", ["pipeline"])
+    challenger = gauge("challenger_version", "The version @challenger points to (in shadow).", ["pipeline"])
     versions = gauge("model_versions", "Registered model versions by promotion decision.", ["pipeline", "decision"])
     trained = gauge("last_training_timestamp_seconds", "When the newest model version was registered.", ["pipeline"])
     validations = CounterMetricFamily(
@@ -159,6 +164,8 @@ def families(readings: list[Readings], failed: list[str]) -> list[Metric]:
         for version, metrics in sorted(reading.live.items()):
             for metric, value in floats(metrics):
                 live.add_metric([name, version, metric], value)
+        if CHALLENGER in view.aliases:
+            challenger.add_metric([name], float(view.aliases[CHALLENGER]))
         if CHAMPION in view.aliases:
             champion.add_metric([name], float(view.aliases[CHAMPION]))
             for metric, value in floats(reading.live.get(view.aliases[CHAMPION], {})):
@@ -174,7 +181,7 @@ def families(readings: list[Readings], failed: list[str]) -> list[Metric]:
         if reading.materialized_until is not None:
             fresh.add_metric([name, spec.features.feature_view], reading.materialized_until)
     return [up, drift, daily, threshold, drifted, column, retrain, monitored, live, champion_live, floor, champion,
-            versions, trained, validations, rows, published, fresh]  # fmt: skip
+            challenger, versions, trained, validations, rows, published, fresh]  # fmt: skip
 
 
 class Snapshot(Collector):

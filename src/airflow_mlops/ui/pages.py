@@ -15,6 +15,7 @@ from airflow_mlops.contracts import CHAMPION
 from airflow_mlops.links import version_anchor
 
 if TYPE_CHECKING:
+    from airflow_mlops.contracts import AliasMove
     from airflow_mlops.steps.history import Day
     from airflow_mlops.ui.catalog import Overview
 
@@ -45,6 +46,12 @@ def percent(value: float | None) -> str:
 
 def number(value: float | None) -> str:
     return f"{value:.3f}" if value is not None else "-"
+
+
+def move_versions(move: AliasMove) -> str:
+    if move["action"] == "shadow":
+        return f"v{move.get('challenger')} beside v{move['champion']}"
+    return f"v{move['previous']} \u2192 v{move['champion']}" if move["previous"] else f"v{move['champion']}"
 
 
 def drift_chart(days: list[Day], threshold: float, width: int = 640, height: int = 170) -> dict[str, Any] | None:
@@ -135,7 +142,7 @@ def pipeline_section(view: Overview, prefix: str) -> Section:
             {
                 "at": m["at"][:19].replace("T", " "),
                 "action": m["action"],
-                "versions": f"v{m['previous']} \u2192 v{m['champion']}" if m["previous"] else f"v{m['champion']}",
+                "versions": move_versions(m),
                 "actor": m["actor"],
                 "reason": m["reason"],
                 "source": m["source"],
