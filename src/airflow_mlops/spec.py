@@ -24,6 +24,10 @@ from pydantic import (
 )
 
 TRAINERS = ("sklearn_gradient_boosting", "sklearn_logistic_regression", "torch_mlp")
+# Trainers of your own: ``package.module:function`` or a name in this entry point group (see
+# airflow_mlops.steps.training.resolve_trainer for the contract).
+TRAINER_ENTRY_POINTS = "airflow_mlops.trainers"
+TRAINER_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 METRICS = ("roc_auc", "accuracy", "f1", "log_loss")
 LOWER_IS_BETTER = frozenset({"log_loss"})
 
@@ -121,8 +125,28 @@ class FeaturePipelineSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    trainer: Literal[TRAINERS]  # type: ignore[valid-type]
+    """A built-in trainer (``TRAINERS``), an import path ``package.module:function``, or the name of an
+    entry point in the ``airflow_mlops.trainers`` group; ``params`` go to it. A trainer of your own is
+    imported when ``train_model`` runs, never while DAGs are parsed."""
+
+    trainer: str
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("trainer")
+    @classmethod
+    def _known(cls, trainer: str) -> str:
+        if trainer in TRAINERS or TRAINER_PATH.fullmatch(trainer):
+            return trainer
+        from importlib.metadata import entry_points
+
+        plugins = sorted(ep.name for ep in entry_points(group=TRAINER_ENTRY_POINTS))
+        if trainer in plugins:
+            return trainer
+        installed = f"; installed: {', '.join(plugins)}" if plugins else ""
+        raise ValueError(
+            f"unknown trainer {trainer!r}: use one of {', '.join(TRAINERS)}, an import path "
+            f"'package.module:function', or a name from the '{TRAINER_ENTRY_POINTS}' entry point group{installed}"
+        )
 
 
 class MetricThresholdSpec(_Strict):

@@ -1,6 +1,7 @@
 """Training, the challenger gate and the MLflow registry contract (aliases, lineage, idempotence)."""
 
 import importlib.util
+import sys
 from datetime import date
 from types import SimpleNamespace
 
@@ -200,3 +201,102 @@ def test_a_rerun_reuses_its_version_but_a_changed_model_or_holdout_trains_anew(m
     shorter = with_training(model=base.training.model, holdout_days=2)
     versions = [first["version"], train(tuned)["version"], train(shorter)["version"], train(base, "1.1")["version"]]
     assert len(set(versions)) == 4
+
+
+# -- trainers of your own -----------------------------------------------------------------------------------
+
+OWN_TRAINERS = '''
+"""Trainers defined outside airflow-mlops, as a user's package would: the model holds a class of it."""
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import make_pipeline
+
+from airflow_mlops.steps.training import dense_encoder
+
+
+class Forest(RandomForestClassifier):
+    pass
+
+
+def forest(data, n_estimators=40, max_depth=6):
+    return make_pipeline(dense_encoder(data), Forest(n_estimators=n_estimators, max_depth=max_depth, random_state=0))
+
+
+def not_a_model(data):
+    return "a string"
+
+
+def broken(data):
+    raise TypeError("unexpected keyword")
+'''
+
+
+@pytest.fixture
+def own_trainers(tmp_path, monkeypatch):
+    """``my_trainers`` importable here and in fresh interpreters, with an entry point ``forest``."""
+    (tmp_path / "my_trainers.py").write_text(OWN_TRAINERS)
+    info = tmp_path / "my_trainers-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-trainers\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[airflow_mlops.trainers]\nforest = my_trainers:forest\n")
+    (info / "top_level.txt").write_text("my_trainers\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # for infra validation's fresh interpreter
+    yield tmp_path
+    sys.modules.pop("my_trainers", None)
+
+
+@pytest.mark.parametrize("trainer", ["my_trainers:forest", "forest"])  # by import path, by entry point
+def test_a_trainer_of_your_own_trains_registers_and_loads_in_a_fresh_process(
+    own_trainers, mlflow_target, spec, labelled, trainer
+):
+    model_spec = ModelSpec(trainer=trainer, params={"n_estimators": 30})
+    split = training.time_split(labelled, "event_timestamp", 2)
+    model = training.fit(model_spec, spec.data, split.train)
+    metrics = training.evaluate(model, split.holdout, spec.data)
+    assert metrics["roc_auc"] > 0.65, metrics
+    candidate = registry.log_and_register(
+        mlflow_target,
+        experiment="churn",
+        run_name="own-trainer",
+        model_name=spec.registered_model_name,
+        model=model,
+        metrics=metrics,
+        params={"trainer": trainer},
+        tags={"logical_date": "2026-01-08", "trigger": "test", "training_set": "x"},
+        training_key=f"own-{trainer}",
+        input_example=split.holdout[spec.data.feature_names].head(3),
+        artifacts={},
+    )
+    assert "my-trainers==0.1" in registry.requirements(model)  # the model needs its trainer's package
+    result = registry.infra_validate(mlflow_target, candidate.model_uri, split.holdout[spec.data.feature_names].head(5))
+    assert result["ok"] and result["rows"] == 5
+
+
+@pytest.mark.parametrize(
+    ("trainer", "params", "message"),
+    [
+        (
+            "no_such_module:build",
+            {},
+            r"cannot import no_such_module \(ModuleNotFoundError: .*install it on every worker",
+        ),
+        ("my_trainers:nowhere", {}, r"'my_trainers:nowhere': my_trainers has no nowhere"),
+        ("my_trainers:not_a_model", {}, r"returned a str, which has no fit or predict_proba"),
+        ("my_trainers:forest", {"trees": 3}, r"params \{'trees': 3\} rejected by my_trainers:forest"),
+        ("my_trainers:broken", {}, r"rejected by my_trainers:broken: unexpected keyword"),
+    ],
+)
+def test_a_trainer_that_does_not_import_or_fit_the_contract_is_named(
+    own_trainers, spec, labelled, trainer, params, message
+):
+    with pytest.raises(SpecError, match=message):
+        training.fit(ModelSpec(trainer=trainer, params=params), spec.data, labelled)
+
+
+def test_the_spec_takes_import_paths_and_entry_points_but_names_an_unknown_trainer(own_trainers):
+    assert ModelSpec(trainer="some.package:build").trainer == "some.package:build"  # imported when training
+    assert ModelSpec(trainer="forest").trainer == "forest"
+    with pytest.raises(ValueError, match=r"unknown trainer 'foerst'.*entry point group; installed: forest"):
+        ModelSpec(trainer="foerst")
+    with pytest.raises(ValueError, match=r"unknown trainer 'pkg:'"):
+        ModelSpec(trainer="pkg:")

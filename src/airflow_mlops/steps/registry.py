@@ -233,11 +233,16 @@ def register(target: MlflowTarget, model_name: str, model_uri: str, tags: dict[s
 
 def requirements(model: Any) -> list[str]:
     """Pinned serving requirements, from this process (MLflow's own inference costs seconds per model)."""
-    from importlib.metadata import version
+    from importlib.metadata import packages_distributions, version
 
     packages = ["mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle", "scipy"]
-    if type(model[-1]).__module__.endswith("torch_mlp"):
+    final = model[-1] if hasattr(model, "steps") else model  # a Pipeline's estimator, or the model itself
+    module = type(final).__module__
+    if module.endswith("torch_mlp"):
         packages.append("torch")
+    # a trainer of your own from an installed package: the model needs that package to load
+    owners = packages_distributions().get(module.split(".")[0], [])
+    packages += [d for d in owners if d not in packages and d != "airflow-mlops"]
     return [f"{p}=={version(p)}" for p in packages]
 
 

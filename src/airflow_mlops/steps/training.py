@@ -1,7 +1,9 @@
 """Train and evaluate: a time-based holdout, an sklearn pipeline per trainer, metrics on the holdout.
 
-Every trainer is an sklearn ``Pipeline`` (preprocessing + estimator), so MLflow logs, loads and serves
-all of them the same way, the torch one included.
+Every built-in trainer is an sklearn ``Pipeline`` (preprocessing + estimator), so MLflow logs, loads and
+serves all of them the same way, the torch one included. A trainer of your own (see
+:func:`resolve_trainer`) returns any sklearn-compatible classifier of the raw feature columns; it is
+logged, loaded and served the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from airflow_mlops.contracts import CandidateRecord, Tag, TrainingSetRecord
-from airflow_mlops.spec import DataSpec, ModelSpec, PipelineSpec, SpecError
+from airflow_mlops.spec import TRAINER_ENTRY_POINTS, TRAINERS, DataSpec, ModelSpec, PipelineSpec, SpecError
 from airflow_mlops.storage import DataError
 
 if TYPE_CHECKING:
@@ -50,13 +52,15 @@ def time_split(frame: pd.DataFrame, timestamp_column: str, holdout_days: int) ->
 
 
 def build_model(model: ModelSpec, data: DataSpec) -> Any:
-    """An unfitted sklearn pipeline for the spec's trainer."""
+    """An unfitted model for the spec's trainer: a built-in sklearn pipeline, or what a trainer of your
+    own returns (checked against the contract of :func:`resolve_trainer`)."""
+    if model.trainer not in TRAINERS:
+        return plugged_in(model, data)
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
 
     numerical, categorical = data.numerical, data.categorical
     if model.trainer == "sklearn_gradient_boosting":
@@ -72,12 +76,7 @@ def build_model(model: ModelSpec, data: DataSpec) -> Any:
         }
         return Pipeline([("encode", encode), ("model", HistGradientBoostingClassifier(**{**params, **model.params}))])
 
-    dense = ColumnTransformer(
-        [
-            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numerical),
-            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
-        ]
-    )
+    dense = dense_encoder(data)
     if model.trainer == "sklearn_logistic_regression":
         return Pipeline([("encode", dense), ("model", LogisticRegression(**{"max_iter": 1000, **model.params}))])
 
@@ -86,6 +85,71 @@ def build_model(model: ModelSpec, data: DataSpec) -> Any:
     from airflow_mlops.steps.torch_mlp import TorchMLPClassifier
 
     return Pipeline([("encode", dense), ("model", TorchMLPClassifier(**model.params))])
+
+
+def dense_encoder(data: DataSpec) -> Any:
+    """The built-in preprocessing of the raw feature columns, for trainers of your own too: numerical
+    columns median-imputed and scaled, ``string`` columns one-hot encoded (unseen categories ignored)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    return ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), data.numerical),
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), data.categorical),
+        ]
+    )
+
+
+def resolve_trainer(trainer: str) -> Any:
+    """The function behind a trainer of your own: ``package.module:function``, or the name of an entry
+    point in the ``airflow_mlops.trainers`` group (whose value is such a path).
+
+    The contract: ``function(data, **params)`` gets the spec's ``data`` section (:class:`DataSpec`: feature
+    names, ``numerical``, ``categorical``, the label) and ``training.model.params``, and returns an
+    unfitted sklearn-compatible classifier of the raw feature columns: ``fit(X, y)`` with ``y`` 0/1,
+    ``predict_proba(X)`` of shape ``(n, 2)``, picklable with cloudpickle. Its module must be importable
+    wherever the model is trained, gated, validated and scored. Bad params raise ``TypeError``.
+    """
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    where = f"training.model.trainer {trainer!r}"
+    path = trainer
+    if ":" not in trainer:
+        found = entry_points(group=TRAINER_ENTRY_POINTS, name=trainer)
+        if not found:
+            raise SpecError(f"{where}: no such entry point in the '{TRAINER_ENTRY_POINTS}' group here")
+        path = next(iter(found)).value
+    module_name, _, attribute = path.partition(":")
+    try:
+        found_object: Any = import_module(module_name)
+    except Exception as exc:  # any error while importing user code: the trainer is unusable here
+        raise SpecError(
+            f"{where}: cannot import {module_name} ({type(exc).__name__}: {exc}); install it on every worker "
+            "that trains, validates or scores the model"
+        ) from exc
+    for part in attribute.split("."):
+        if not hasattr(found_object, part):
+            raise SpecError(f"{where}: {module_name} has no {attribute}")
+        found_object = getattr(found_object, part)
+    if not callable(found_object):
+        raise SpecError(f"{where}: {path} is a {type(found_object).__name__}, not a function")
+    return found_object
+
+
+def plugged_in(model: ModelSpec, data: DataSpec) -> Any:
+    """The unfitted classifier a trainer of your own builds, once it is shown to have the methods needed."""
+    estimator = resolve_trainer(model.trainer)(data, **model.params)
+    missing = [method for method in ("fit", "predict_proba") if not callable(getattr(estimator, method, None))]
+    if missing:
+        raise SpecError(
+            f"training.model.trainer {model.trainer!r} returned a {type(estimator).__name__}, which has no "
+            f"{' or '.join(missing)}: a trainer returns an unfitted sklearn-compatible classifier"
+        )
+    return estimator
 
 
 def torch_missing(what: str) -> SpecError:
@@ -106,7 +170,10 @@ def load_model(model_uri: str, flavor: Literal["sklearn", "pyfunc"] = "pyfunc") 
     except ModuleNotFoundError as exc:
         if exc.name == "torch":
             raise torch_missing(f"model {model_uri}") from exc
-        raise
+        raise SpecError(
+            f"model {model_uri} needs the module {exc.name}, which is not installed here: install its "
+            "trainer's package on every worker that trains, validates or scores it"
+        ) from exc
 
 
 def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame) -> Any:
