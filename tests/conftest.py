@@ -29,7 +29,7 @@ os.environ.update(GX_ANALYTICS_ENABLED="false", MLFLOW_DISABLE_TELEMETRY="true")
 
 import churn_data  # noqa: E402
 
-from airflow_mlops.spec import PipelineSpec, load_spec  # noqa: E402
+from airflow_mlops.spec import ModelSpec, PipelineSpec, load_spec  # noqa: E402
 from airflow_mlops.storage import LocalStorage  # noqa: E402
 
 SMALL = churn_data.Scenario(days=16, customers=400, corrupt_day=3, covariate_shift_day=12, concept_shift_day=14)
@@ -81,13 +81,14 @@ def register_candidate(
     key: str,
     as_of: str = "2026-01-08",
     model_name: str | None = None,
+    trainer: ModelSpec | None = None,
 ) -> Candidate:
-    """Fit a quick model on ``labelled`` and log and register it under training key ``key``."""
-    from airflow_mlops.spec import ModelSpec
+    """Fit a quick model (``trainer``, by default a logistic regression) on ``labelled`` and log and
+    register it under training key ``key``."""
     from airflow_mlops.steps import registry, training
 
     split = training.time_split(labelled, "event_timestamp", 2)
-    model = training.fit(ModelSpec(trainer="sklearn_logistic_regression"), spec.data, split.train)
+    model = training.fit(trainer or ModelSpec(trainer="sklearn_logistic_regression"), spec.data, split.train)
     metrics = training.evaluate(model, split.holdout, spec.data)
     return registry.log_and_register(
         target,

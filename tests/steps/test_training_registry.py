@@ -249,26 +249,12 @@ def own_trainers(tmp_path, monkeypatch):
 def test_a_trainer_of_your_own_trains_registers_and_loads_in_a_fresh_process(
     own_trainers, mlflow_target, spec, labelled, trainer
 ):
-    model_spec = ModelSpec(trainer=trainer, params={"n_estimators": 30})
-    split = training.time_split(labelled, "event_timestamp", 2)
-    model = training.fit(model_spec, spec.data, split.train)
-    metrics = training.evaluate(model, split.holdout, spec.data)
-    assert metrics["roc_auc"] > 0.65, metrics
-    candidate = registry.log_and_register(
-        mlflow_target,
-        experiment="churn",
-        run_name="own-trainer",
-        model_name=spec.registered_model_name,
-        model=model,
-        metrics=metrics,
-        params={"trainer": trainer},
-        tags={"logical_date": "2026-01-08", "trigger": "test", "training_set": "x"},
-        training_key=f"own-{trainer}",
-        input_example=split.holdout[spec.data.feature_names].head(3),
-        artifacts={},
-    )
+    own = ModelSpec(trainer=trainer, params={"n_estimators": 30})
+    candidate = register_candidate(mlflow_target, spec, labelled, f"own-{trainer}", trainer=own)
+    assert candidate.metrics["roc_auc"] > 0.65, candidate.metrics
+    model = training.load_model(candidate.model_uri, "sklearn")
     assert "my-trainers==0.1" in registry.requirements(model)  # the model needs its trainer's package
-    result = registry.infra_validate(mlflow_target, candidate.model_uri, split.holdout[spec.data.feature_names].head(5))
+    result = registry.infra_validate(mlflow_target, candidate.model_uri, labelled[spec.data.feature_names].head(5))
     assert result["ok"] and result["rows"] == 5
 
 
