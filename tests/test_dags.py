@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.conftest import ROOT, SPEC_PATH
 
 HEAVY = ("mlflow", "great_expectations", "feast", "evidently", "torch", "sklearn")
+KINDS = ("features", "training", "monitoring", "rollback")
 
 
 def parse_in_fresh_process(dags_folder: Path) -> dict:
@@ -29,6 +30,16 @@ print(json.dumps({{
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def dag_file(dags: Path, name: str, specs: Path) -> Path:
+    """A DAG folder holding one DAG file that builds the pipelines of ``specs`` (a spec or a folder)."""
+    dags.mkdir()
+    (dags / name).write_text(
+        "# Airflow DAGs from pipeline specs\nfrom airflow_mlops.factory import build_pipelines\n"
+        f"globals().update(build_pipelines({str(specs)!r}))\n"
+    )
+    return dags
 
 
 def test_dag_files_import_without_errors_or_heavy_libraries():
@@ -57,17 +68,19 @@ def test_bad_spec_is_an_import_error_naming_file_and_key(tmp_path):
     spec = tmp_path / "broken.yaml"
     spec.write_text(SPEC_PATH.read_text().replace("window_days: 21", "window_dayz: 21"))
     (tmp_path / "expectations").mkdir()
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    (dags / "broken.py").write_text(
-        "# Airflow DAGs from a spec\nfrom airflow_mlops.factory import build_pipelines\n"
-        f"globals().update(build_pipelines({str(spec)!r}))\n"
-    )
-    report = parse_in_fresh_process(dags)
+    report = parse_in_fresh_process(dag_file(tmp_path / "dags", "broken.py", spec))
     assert report["dags"] == {}
     [(path, error)] = report["errors"].items()
     assert path.endswith("broken.py")
     assert str(spec) in error and "training.window_dayz" in error and "window_days" in error
+
+
+def test_one_dag_file_builds_every_pipeline_of_a_folder(tmp_path):
+    from tests.test_spec import pipelines
+
+    report = parse_in_fresh_process(dag_file(tmp_path / "dags", "pipelines.py", pipelines(tmp_path)))
+    assert report["errors"] == {} and report["heavy"] == []
+    assert sorted(report["dags"]) == sorted(f"{n}_{k}" for n in ("churn", "upsell") for k in KINDS)
 
 
 def test_training_queue_routes_only_train_model(tmp_path):

@@ -93,3 +93,55 @@ def test_training_queue_must_be_a_queue_name(tmp_path, queue):
     path = write_spec(tmp_path, lambda raw: raw["training"].update(queue=queue))
     with pytest.raises(SpecError, match=rf"{path}.*\n.*'training\.queue'.*\(got '{queue}'\)"):
         load_spec(path)
+
+
+def second_pipeline(raw: dict, name: str = "upsell", **shared: str) -> None:
+    """The demo spec as a second pipeline of the same stack: its own name, paths and feature view, unless
+    ``shared`` says which of them it keeps from the first (by key path)."""
+    raw["name"] = name
+    raw["features"]["feature_view"] = f"{name}_features"
+    raw["monitoring"]["predictions_path"] = f"predictions/{name}"
+    raw["monitoring"]["reports_path"] = f"reports/{name}"
+    for path, value in shared.items():
+        section, key = path.split(".")
+        raw[section][key] = value
+
+
+def pipelines(tmp_path: Path, **shared: str) -> Path:
+    """A folder with the demo spec and a second pipeline (sharing ``shared`` with the first)."""
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (folder / "churn.yaml").write_text(write_spec(tmp_path, lambda raw: None).read_text())
+    (folder / "upsell.yaml").write_text(write_spec(tmp_path, lambda raw: second_pipeline(raw, **shared)).read_text())
+    return folder
+
+
+def test_a_folder_of_pipelines_loads_when_they_write_to_places_of_their_own(tmp_path, capsys):
+    from airflow_mlops.spec import load_specs
+
+    specs = load_specs(pipelines(tmp_path))
+    assert [s.name for s in specs] == ["churn", "upsell"]
+    assert {s.registered_model_name for s in specs} == {"churn_model", "upsell_model"}
+    assert main(["validate", str(tmp_path / "pipelines")]) == 0
+    assert "upsell.yaml: upsell_features, upsell_training" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SpecError, match="empty: no pipeline spec"):
+        load_specs(tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    ("shared", "key"),
+    [
+        ({"features.feature_view": "customer_features"}, "features.feature_view 'customer_features'"),
+        ({"monitoring.reports_path": "reports/churn"}, "monitoring.reports_path 'reports/churn'"),
+        ({"training.registered_model": "churn_model"}, "training.registered_model 'churn_model'"),
+    ],
+)
+def test_pipelines_of_one_stack_may_not_write_to_each_other_s_places(tmp_path, capsys, shared, key):
+    from airflow_mlops.spec import load_specs
+
+    folder = pipelines(tmp_path, **shared)
+    with pytest.raises(SpecError, match=rf"upsell.yaml and .*churn.yaml share {key}: pipelines on one stack"):
+        load_specs(folder)
+    assert main(["validate", str(folder)]) == 1
+    assert f"share {key}" in capsys.readouterr().err

@@ -42,7 +42,7 @@ from airflow_mlops.operators.training import (
 )
 from airflow_mlops.operators.validation import ValidateDataOperator
 from airflow_mlops.sensors.partition import PartitionSensor
-from airflow_mlops.spec import PipelineSpec, load_spec
+from airflow_mlops.spec import PipelineSpec, load_spec, load_specs
 
 # Outages (MLflow restarting, S3 throttling, Redis failing over) are retried for about 7 minutes: 30 s, 1, 2
 # and 4 min. Bad data never is (it fails for good). No task may hang a worker slot for more than an hour.
@@ -220,7 +220,8 @@ def rollback_dag(spec: PipelineSpec) -> DAG:
 
 
 def build_pipelines(spec_path: str | Path) -> dict[str, DAG]:
-    """The DAGs of one spec, keyed by dag_id (for ``globals().update(...)`` in a DAG file)."""
-    spec = load_spec(spec_path)
-    dags = (feature_dag(spec), training_dag(spec), monitoring_dag(spec), rollback_dag(spec))
+    """The DAGs of one spec, or of every spec in a folder (checked not to write to each other's places),
+    keyed by dag_id (for ``globals().update(...)`` in a DAG file)."""
+    specs = load_specs(spec_path) if Path(spec_path).is_dir() else [load_spec(spec_path)]
+    dags = [build(spec) for spec in specs for build in (feature_dag, training_dag, monitoring_dag, rollback_dag)]
     return {dag.dag_id: dag for dag in dags}

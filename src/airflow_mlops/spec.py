@@ -330,6 +330,39 @@ def _resolve(base: Path, path: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
+def load_specs(folder: str | Path) -> list[PipelineSpec]:
+    """Every spec (``*.yaml``, ``*.yml``) in ``folder``, checked to live side by side (:func:`check_apart`)."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    if not paths:
+        raise SpecError(f"{folder}: no pipeline spec (*.yaml) in this folder")
+    specs = [load_spec(path) for path in paths]
+    check_apart(specs)
+    return specs
+
+
+def check_apart(specs: list[PipelineSpec]) -> None:
+    """Pipelines that run on one stack must not write to each other's places: DAG ids (``name``), the
+    MLflow registered model, the Feast feature view (one registry per stack), predictions and reports.
+    Reading the same raw data or labels is fine. A :class:`SpecError` names both files and the key."""
+    places = {
+        "name": lambda s: s.name,
+        "training.registered_model": lambda s: s.registered_model_name,
+        "features.feature_view": lambda s: s.features.feature_view,
+        "monitoring.predictions_path": lambda s: s.monitoring.predictions_path.strip("/"),
+        "monitoring.reports_path": lambda s: s.monitoring.reports_path.strip("/"),
+    }
+    for key, place in places.items():
+        seen: dict[str, PipelineSpec] = {}
+        for spec in specs:
+            value = place(spec)
+            if value in seen:
+                raise SpecError(
+                    f"{spec.source} and {seen[value].source} share {key} {value!r}: pipelines on one stack "
+                    "need their own (they would overwrite each other's)"
+                )
+            seen[value] = spec
+
+
 def load_spec(path: str | Path) -> PipelineSpec:
     """Read and validate one spec file; every problem is raised as a :class:`SpecError`."""
     source = Path(path)

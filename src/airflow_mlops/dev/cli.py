@@ -11,18 +11,25 @@ from pathlib import Path
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from airflow_mlops.spec import SpecError, load_spec
+    from airflow_mlops.spec import SpecError, check_apart, load_spec
 
-    failures = 0
-    for path in args.specs:
+    failures, loaded = 0, []
+    paths = [p for path in args.specs for p in (sorted(path.glob("*.y*ml")) if path.is_dir() else [path])]
+    for path in paths:
         try:
             spec = load_spec(path)
         except SpecError as exc:
             failures += 1
             print(f"INVALID {exc}", file=sys.stderr)
         else:
+            loaded.append(spec)
             dags = ", ".join(spec.dag_id(k) for k in ("features", "training", "monitoring", "rollback"))
             print(f"ok      {path}: {dags}")
+    try:  # specs validated together run on one stack: they must not share where they write
+        check_apart(loaded)
+    except SpecError as exc:
+        failures += 1
+        print(f"INVALID {exc}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -124,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    validate = commands.add_parser("validate", help="validate pipeline spec files")
+    validate = commands.add_parser(
+        "validate", help="validate pipeline spec files (or folders of them) that are to run on one stack"
+    )
     validate.add_argument("specs", nargs="+", type=Path)
     validate.set_defaults(func=_validate)
 
