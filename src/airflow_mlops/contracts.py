@@ -152,14 +152,15 @@ class ScoringRecord(TypedDict):
     shadow_predictions: str | None
 
 
-class ShadowRecord(TypedDict):
+class ShadowRecord(ModelRecord):
     """``judge_challenger`` (and the day's ``shadow.json``): champion and challenger on the same arrived
     labels since the shadow began, and the verdict: ``shadowing`` (wait), ``promote`` or ``reject``."""
 
+    version: str  # the challenger, for the task's Model version link
     champion_version: str
     challenger_version: str
     since: str
-    days: int  # days shadowed, today included
+    days: int  # days both models scored, since the shadow began
     labelled_rows: int
     champion: dict[str, float] | None  # live metrics; None until labels of both classes arrived
     challenger: dict[str, float] | None

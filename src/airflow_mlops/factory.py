@@ -191,9 +191,8 @@ def monitoring_dag(spec: PipelineSpec) -> DAG:
         )
         settled >> wait >> score >> [drift, performance] >> decide >> trigger
         if spec.training.rollout.mode == "shadow":
-            # the day's challenger is judged (and maybe promoted) before the day's retraining decision
-            judge = JudgeChallengerOperator(task_id="judge_challenger", **common)
-            performance >> judge >> decide
+            # beside the day's decision, not before it: a challenger on trial never holds up the champion's day
+            performance >> JudgeChallengerOperator(task_id="judge_challenger", **common)
         settled >> trigger  # what the next day's previous_day_settled waits for, with wait_for_downstream
     return dag
 

@@ -175,6 +175,8 @@ class RolloutSpec(_Strict):
 
     mode: Literal["direct", "shadow"] = "direct"
     shadow_days: int = Field(default=7, ge=1)
+    # the least labels a verdict stands on; without them after twice the window, the challenger is rejected
+    min_labelled_rows: int = Field(default=100, ge=1)
     promote_when_champion_fails: bool = False
 
 

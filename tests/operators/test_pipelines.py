@@ -278,7 +278,7 @@ def test_shadow_rollout_scores_the_challenger_beside_the_champion_then_promotes_
     assert states["judge_challenger"] == "success", states
     judged = json.loads(storage.read_bytes(monitoring_output(env, spec, 15, "shadow.json")))
     assert judged["labelled_rows"] == SMALL.customers and judged["challenger"]["roc_auc"] >= 0.3
-    assert judged["verdict"] == "promote" and f"on {SMALL.customers} live labels over 4 days" in judged["reasons"]
+    assert judged["verdict"] == "promote" and f"on {SMALL.customers} live labels over 2 days" in judged["reasons"]
     assert aliases(target, name) == {"champion": "4", "previous": "3"}  # @challenger is gone
     promoted = target.client().get_model_version(name, "4").tags
     assert promoted["decision"] == "promoted" and promoted["decision_reason"].startswith("shadow: passed roc_auc")

@@ -236,9 +236,10 @@ def test_shadow_policy_waits_the_window_then_applies_the_gate_on_live_labels(spe
 
 def test_shadow_policy_without_labels_of_both_classes_waits_then_gives_up(spec):
     waiting = judge(spec, None, None, days=5)
-    assert waiting.verdict == "shadowing" and "waiting for labels of both classes" in waiting.reasons[0]
+    assert waiting.verdict == "shadowing" and "waiting for 100 labelled rows of both classes" in waiting.reasons[0]
     given_up = judge(spec, None, None, days=6)  # twice the window
-    assert given_up.verdict == "reject" and "no labels of both classes in 6 days" in given_up.reasons[0]
+    assert given_up.verdict == "reject" and "fewer than 100 labelled rows" in given_up.reasons[0]
+    assert "in 6 days of shadow" in given_up.reasons[0]
 
 
 def test_a_failing_champion_is_replaced_early_only_when_the_spec_says_so(spec):
@@ -263,9 +264,44 @@ def test_shadow_pairs_join_both_models_scores_of_the_same_rows_with_arrived_labe
         storage.write_parquet(keys.shadow_predictions(spec, day(index)), monitoring.score(Half(), snapshot, spec, "2"))
     arrived = churn_data.labels_arriving(SMALL, 2 + SMALL.label_delay_days)  # the labels of day 2's snapshot
     storage.write_parquet(f"{keys.labels_partition(spec, day(4))}/labels.parquet", arrived)
-    pairs = monitoring.shadow_pairs(storage, spec, "1", day(2), day(4))
+    pairs, days = monitoring.shadow_pairs(storage, spec, "1", "2", day(2), day(4))
+    assert days == 2  # days 2 and 3 were scored by both
     assert len(pairs) == len(arrived) == SMALL.customers  # day 3's rows have no label yet
     assert pairs["champion"].eq(0.7).all() and pairs["challenger"].eq(0.5).all()
     assert set(pairs["churned"]) <= {0, 1}
-    assert monitoring.shadow_pairs(storage, spec, "1", day(5), day(6)).empty
-    assert monitoring.shadow_pairs(storage, spec, "7", day(2), day(4)).empty  # scored by another champion
+    assert monitoring.shadow_pairs(storage, spec, "1", "2", day(5), day(6))[0].empty
+    # rows other versions scored: another champion's, an earlier challenger's
+    for champion, challenger in (("7", "2"), ("1", "3")):
+        pairs, days = monitoring.shadow_pairs(storage, spec, champion, challenger, day(2), day(4))
+        assert pairs.empty and days == 0
+
+
+def test_a_challenger_that_fails_to_load_misses_its_day_but_the_champion_scores(
+    spec, storage, tmp_path, labelled, monkeypatch
+):
+    from airflow_mlops.steps import registry, training
+    from tests.conftest import register_candidate
+
+    target = registry.MlflowTarget(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=(tmp_path / "a").as_uri())
+    for key in ("k1", "k2"):
+        register_candidate(target, spec, labelled, key)
+    registry.promote(target, spec.registered_model_name, "1", "first", gated_against=None)
+    registry.start_shadow(target, spec.registered_model_name, "2", "passed", gated_against="1", since=day(3))
+    storage.write_parquet(f"{keys.offline_partition(spec, day(3))}/part.parquet", churn_data.snapshot(SMALL, 3))
+    shadow = shadow_spec(spec, mode="shadow")
+    loaded = training.load_model
+
+    def champion_only(uri, flavor="pyfunc"):
+        if uri.endswith("/2"):
+            raise OSError("the challenger's artifacts are unreadable")
+        return loaded(uri, flavor)
+
+    scored = monitoring.score_day(target, storage, shadow, day(3))
+    assert scored["challenger_version"] == "2" and storage.exists(keys.shadow_predictions(spec, day(3)))
+    storage.delete(keys.shadow_predictions(spec, day(3)))
+    monkeypatch.setattr(training, "load_model", champion_only)
+    scored = monitoring.score_day(target, storage, shadow, day(3))
+    assert scored["champion_version"] == "1" and scored["rows"] == SMALL.customers
+    assert scored["challenger_version"] is None and not storage.exists(keys.shadow_predictions(spec, day(3)))
+    # outside shadow mode the challenger is not scored at all
+    assert monitoring.score_day(target, storage, spec, day(3))["challenger_version"] is None

@@ -207,7 +207,9 @@ def test_a_rerun_reuses_its_version_but_a_changed_model_or_holdout_trains_anew(m
 
 OWN_TRAINERS = '''
 """Trainers defined outside airflow-mlops, as a user's package would: the model holds a class of it."""
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from airflow_mlops.steps.training import dense_encoder
@@ -215,6 +217,18 @@ from airflow_mlops.steps.training import dense_encoder
 
 class Forest(RandomForestClassifier):
     pass
+
+
+class Clip(TransformerMixin, BaseEstimator):
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return X.clip(-3, 3)
+
+
+def clipped(data):
+    return make_pipeline(dense_encoder(data), Clip(), LogisticRegression(max_iter=500))
 
 
 def forest(data, n_estimators=40, max_depth=6):
@@ -245,15 +259,19 @@ def own_trainers(tmp_path, monkeypatch):
     sys.modules.pop("my_trainers", None)
 
 
-@pytest.mark.parametrize("trainer", ["my_trainers:forest", "forest"])  # by import path, by entry point
+# by import path, by entry point, and one whose class of its own is a step before sklearn's estimator
+@pytest.mark.parametrize(
+    ("trainer", "params"), [("my_trainers:forest", {"n_estimators": 30}), ("forest", {}), ("my_trainers:clipped", {})]
+)
 def test_a_trainer_of_your_own_trains_registers_and_loads_in_a_fresh_process(
-    own_trainers, mlflow_target, spec, labelled, trainer
+    own_trainers, mlflow_target, spec, labelled, trainer, params
 ):
-    own = ModelSpec(trainer=trainer, params={"n_estimators": 30})
+    own = ModelSpec(trainer=trainer, params=params)
     candidate = register_candidate(mlflow_target, spec, labelled, f"own-{trainer}", trainer=own)
     assert candidate.metrics["roc_auc"] > 0.65, candidate.metrics
     model = training.load_model(candidate.model_uri, "sklearn")
     assert "my-trainers==0.1" in registry.requirements(model)  # the model needs its trainer's package
+    assert training.trainer_packages(trainer) == ["my-trainers==0.1"]  # part of its training key
     result = registry.infra_validate(mlflow_target, candidate.model_uri, labelled[spec.data.feature_names].head(5))
     assert result["ok"] and result["rows"] == 5
 

@@ -52,8 +52,12 @@ def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
 
 
 def test_metrics_need_the_scrape_token_or_an_airflow_login(scraper: TestClient, auth: Any) -> None:
+    dags = ui.app.dependency_overrides[catalog.mlops_dags]
+    looked_up: list[bool] = []
+    ui.app.dependency_overrides[catalog.mlops_dags] = lambda: looked_up.append(True) or dags()
     assert scraper.get("/mlops/metrics").status_code == 401
     assert scraper.get("/mlops/metrics", headers={"Authorization": "Bearer wrong-token"}).status_code == 403
+    assert looked_up == []  # nothing is read for a caller who is not let in
     for headers in ({"Authorization": f"Bearer {SCRAPE_TOKEN}"}, as_admin(auth)):
         reply = scraper.get("/mlops/metrics", headers=headers)
         assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
@@ -87,14 +91,15 @@ def test_metrics_of_drift_models_validation_and_freshness(scraper: TestClient, s
     assert value(found, "champion_live_metric", metric="roc_auc") == 0.49
     assert value(found, "champion_live_metric", metric="log_loss") == 0.8
     assert value(found, "live_metric_floor", metric="roc_auc") == 0.70
+    assert value(found, "champion_below_floor", metric="roc_auc") == 1  # 0.49 under 0.70
     assert value(found, "model_versions", decision="promoted") == 2
     assert value(found, "model_versions", decision="rejected") == 1
     assert time.time() - value(found, "last_training_timestamp_seconds") < 3600  # registered by the fixture
     # rows: validated by outcome, the passed day that reached the offline store published
-    assert value(found, "validations_total", stage="raw", outcome="blocked") == 1
-    assert value(found, "validated_rows_total", stage="raw", outcome="passed") == 400
-    assert value(found, "validated_rows_total", stage="raw", outcome="blocked") == 5
-    assert value(found, "published_rows_total") == 400
+    assert value(found, "validations", stage="raw", outcome="blocked") == 1
+    assert value(found, "validated_rows", stage="raw", outcome="passed") == 400
+    assert value(found, "validated_rows", stage="raw", outcome="blocked") == 5
+    assert value(found, "published_rows") == 400
     assert value(found, "features_materialized_until_timestamp_seconds", feature_view="customer_features") == (
         MATERIALIZED_UNTIL.timestamp()
     )
@@ -154,7 +159,7 @@ def eventually(check: Any, what: str, timeout: float = 60) -> Any:
         except OSError:  # Prometheus still starting
             pass
         if time.monotonic() > deadline:
-            pytest.fail(f"Prometheus never {what}")
+            pytest.fail(f"Prometheus never {what}")  # its log is prometheus.log in the test's tmp_path
         time.sleep(0.5)
 
 
@@ -166,7 +171,7 @@ def test_prometheus_scrapes_the_metrics_and_the_rules_and_dashboard_work(
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     (job,) = config["scrape_configs"]
     (tmp_path / "token").write_text(SCRAPE_TOKEN)
-    job |= {"static_configs": [{"targets": [served]}], "scrape_interval": "1s"}
+    job |= {"static_configs": [{"targets": [served]}], "scrape_interval": "1s", "scrape_timeout": "1s"}
     job["authorization"]["credentials_file"] = str(tmp_path / "token")
     config["global"]["evaluation_interval"] = "1s"
     del config["alerting"]

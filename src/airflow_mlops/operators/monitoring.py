@@ -10,7 +10,7 @@ from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_mlops import keys
-from airflow_mlops.contracts import CHALLENGER, CHAMPION
+from airflow_mlops.contracts import CHALLENGER, CHAMPION, PREVIOUS, Tag
 from airflow_mlops.lineage import lake_dataset, model_dataset
 from airflow_mlops.links import DriftReportLink, ModelVersionLink, PerformanceReportLink
 from airflow_mlops.notifications import Alert
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_mlops.contracts import DriftRecord, RetrainingRecord, ScoringRecord, ShadowRecord
+    from airflow_mlops.steps.registry import Promotion
 
 
 class ScoreBatchOperator(DailyOperator):
@@ -38,6 +39,9 @@ class ScoreBatchOperator(DailyOperator):
             model_dataset(self.mlflow, spec.registered_model_name, record["champion_version"]),
         ]
         self.lineage.outputs.append(lake_dataset(record["predictions"], rows=record["rows"]))
+        if (challenger := record["challenger_version"]) and record["shadow_predictions"]:
+            self.lineage.inputs.append(model_dataset(self.mlflow, spec.registered_model_name, challenger))
+            self.lineage.outputs.append(lake_dataset(record["shadow_predictions"], rows=record["rows"]))
         return record
 
 
@@ -97,13 +101,17 @@ class JudgeChallengerOperator(DailyOperator):
     operator_extra_links = (ModelVersionLink(),)
 
     def run(self, context: Context) -> ShadowRecord | None:
-        from airflow_mlops.steps import audit, monitoring, registry
+        from airflow_mlops.steps import monitoring, registry
 
         spec, day = self.spec, self.day(context)
         name = spec.registered_model_name
         current = registry.aliases(self.mlflow, name)
         if current.get(CHALLENGER) is not None and current.get(CHALLENGER) == current.get(CHAMPION):
-            registry.end_shadow(self.mlflow, name, current[CHALLENGER])  # a retry after the promotion below
+            # a retry after the promotion below, killed before its record or before @challenger went
+            version = current[CHALLENGER]
+            why = self.mlflow.client().get_model_version(name, version).tags.get(Tag.DECISION_REASON, "shadow")
+            self.record_promotion(context, registry.Promotion(version, current.get(PREVIOUS), True, why))
+            registry.end_shadow(self.mlflow, name, version)
         record = monitoring.shadow_report(self.mlflow, self.storage, spec, day)
         if record is None:
             self.log.info("no @challenger of %s in shadow", name)
@@ -121,22 +129,29 @@ class JudgeChallengerOperator(DailyOperator):
         if record["verdict"] == "promote":
             why = f"shadow: {reason}"
             outcome = registry.promote(self.mlflow, name, challenger, why, gated_against=champion)
-            event = audit.event_id("promotion", name, f"v{challenger}")
-            if outcome.champion == challenger and not self.storage.exists(keys.alias_move(spec, event)):
-                moved = outcome if outcome.moved else registry.Promotion(challenger, champion, True, why)
-                record_move(self, context, moved, "promotion", event)
-            elif outcome.champion != challenger:
+            if outcome.champion == challenger:
+                self.record_promotion(context, registry.Promotion(challenger, champion, True, why))
+            else:  # refused: the champion moved during the shadow (a rollback); tagged rejected with why
                 self.log.warning("v%s not promoted: %s", challenger, outcome.reason)
             registry.end_shadow(self.mlflow, name, challenger)
         elif record["verdict"] == "reject":
-            registry.reject(self.mlflow, name, challenger, [f"shadow: {reason}"])
-            registry.end_shadow(self.mlflow, name, challenger)
+            # alert first: a retry after the alias is gone finds no challenger and would never send it
             summary = f"challenger v{challenger} rejected after its shadow beside v{champion}"
             self.alert(context, Alert("challenger_rejected", spec.name, summary, reason, day.isoformat(), link))
+            registry.reject(self.mlflow, name, challenger, [f"shadow: {reason}"])
+            registry.end_shadow(self.mlflow, name, challenger)
         elif record["champion_failing"]:
             summary = f"champion v{champion} below its floor; challenger v{challenger} beats it in shadow"
             self.alert(context, Alert("champion_below_floor", spec.name, summary, reason, day.isoformat(), link))
         return record
+
+    def record_promotion(self, context: Context, moved: Promotion) -> None:
+        """The audit record (and alert) of a promotion out of shadow, once per promoted version."""
+        from airflow_mlops.steps import audit
+
+        event = audit.event_id("promotion", self.spec.registered_model_name, f"v{moved.champion}")
+        if not self.storage.exists(keys.alias_move(self.spec, event)):
+            record_move(self, context, moved, "promotion", event)
 
 
 class RetrainDecisionOperator(DailyOperator, BaseBranchOperator):

@@ -60,7 +60,7 @@ class TrainModelOperator(PipelineOperator):
         from airflow_mlops.steps import training
 
         params, dag_run = context["params"], context["dag_run"]
-        lineage = training.Lineage(
+        provenance = training.Lineage(
             trigger=str(params.get("reason") or getattr(dag_run.run_type, "value", dag_run.run_type)),
             dag_id=dag_run.dag_id,
             run_id=dag_run.run_id,
@@ -69,7 +69,7 @@ class TrainModelOperator(PipelineOperator):
             drifted_columns=tuple(params.get("drifted_columns") or ()),
         )
         candidate = training.train_candidate(
-            self.mlflow, self.storage, self.spec, self.training_set, lineage, self.validation
+            self.mlflow, self.storage, self.spec, self.training_set, provenance, self.validation
         )
         self.log.info("candidate %s: %s", candidate["model_uri"], candidate["metrics"])
         self.lineage.inputs.append(self.in_lake(self.training_set["key"]))
@@ -165,15 +165,18 @@ class PromoteModelOperator(PipelineOperator):
         from airflow_mlops.steps import audit, registry
 
         spec = self.spec
-        # scored beside the champion from the day after the one it was trained on
+        # scored beside the champion from the day after the one it was trained on (the window counts the
+        # days it is actually scored, so a run for an old as_of does not shorten it)
         since = last_complete_day(context, context["params"].get("as_of")) + timedelta(days=1)
         outcome = registry.start_shadow(self.mlflow, spec.registered_model_name, version, reason, gated_against, since)
         (self.log.info if outcome.moved else self.log.warning)("v%s: %s", version, outcome.reason)
         event = audit.event_id("shadow", spec.registered_model_name, f"v{version}")
         challenger = registry.aliases(self.mlflow, spec.registered_model_name).get(CHALLENGER)
-        if outcome.moved or (challenger == version and not self.storage.exists(keys.alias_move(spec, event))):
-            record_move(self, context, outcome, "shadow", event, challenger=version)
-        return promotion_record(self, outcome)
+        if challenger == version and not self.storage.exists(keys.alias_move(spec, event)):
+            shadowed = registry.Promotion(outcome.champion, outcome.previous, True, f"v{version} shadows: {reason}")
+            record_move(self, context, shadowed, "shadow", event, challenger=version)
+        # @champion did not move: the record says so
+        return promotion_record(self, registry.Promotion(outcome.champion, outcome.previous, False, outcome.reason))
 
 
 def promotion_record(operator: PipelineOperator, outcome: Promotion) -> PromotionRecord:

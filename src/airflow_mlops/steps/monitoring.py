@@ -6,6 +6,7 @@ that judges a challenger in shadow.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,6 +27,8 @@ from airflow_mlops.storage import Storage, read_parquet, read_partition
 
 if TYPE_CHECKING:
     from airflow_mlops.steps.registry import MlflowTarget
+
+log = logging.getLogger(__name__)
 
 
 def score(model: Any, features: pd.DataFrame, spec: PipelineSpec, model_version: str) -> pd.DataFrame:
@@ -171,9 +174,13 @@ def score_day(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds: da
     key = keys.predictions(spec, ds)
     storage.write_parquet(key, scored)
     shadow = None
-    if challenger is not None and challenger != champion:
-        shadow = keys.shadow_predictions(spec, ds)
-        storage.write_parquet(shadow, score(load_model(f"models:/{name}/{challenger}"), frame, spec, challenger))
+    if spec.training.rollout.mode == "shadow" and challenger is not None and challenger != champion:
+        try:  # the challenger is on trial: whatever goes wrong with it must not stop the champion's day
+            beside = score(load_model(f"models:/{name}/{challenger}"), frame, spec, challenger)
+            storage.write_parquet(keys.shadow_predictions(spec, ds), beside)
+            shadow = keys.shadow_predictions(spec, ds)
+        except Exception:
+            log.exception("challenger v%s of %s not scored on %s: its shadow misses the day", challenger, name, ds)
     return {
         "predictions": storage.location(key),
         "rows": len(scored),
@@ -184,10 +191,13 @@ def score_day(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds: da
     }
 
 
-def shadow_pairs(storage: Storage, spec: PipelineSpec, champion: str, since: date, ds: date) -> pd.DataFrame:
-    """The ``champion`` version's and the challenger's scores of the same rows since the shadow began,
-    joined with the labels that have arrived: columns ``champion``, ``challenger`` and the label. Days
-    another champion scored (before a rollback, say) are left out."""
+def shadow_pairs(
+    storage: Storage, spec: PipelineSpec, champion: str, challenger: str, since: date, ds: date
+) -> tuple[pd.DataFrame, int]:
+    """The ``champion`` and ``challenger`` versions' scores of the same rows since the shadow began,
+    joined with the labels that have arrived (columns ``champion``, ``challenger`` and the label), and
+    on how many days both scored. Rows other versions scored (before a rollback, an earlier
+    challenger's) are left out."""
     data = spec.data
     join_on = [data.entity_key, data.timestamp_column]
     days = [since + timedelta(days=offset) for offset in range((ds - since).days + 1)]
@@ -196,16 +206,18 @@ def shadow_pairs(storage: Storage, spec: PipelineSpec, champion: str, since: dat
         if storage.exists(keys.predictions(spec, day)) and storage.exists(keys.shadow_predictions(spec, day)):
             served = read_parquet(storage, keys.predictions(spec, day))
             served = served.loc[served["model_version"].astype(str) == champion, [*join_on, "score"]]
-            shadowed = read_parquet(storage, keys.shadow_predictions(spec, day))[[*join_on, "score"]]
+            shadowed = read_parquet(storage, keys.shadow_predictions(spec, day))
+            shadowed = shadowed.loc[shadowed["model_version"].astype(str) == challenger, [*join_on, "score"]]
             pairs.append(served.merge(shadowed, on=join_on, suffixes=("_champion", "_challenger")))
         if storage.files(keys.labels_partition(spec, day), ".parquet"):
             labels.append(read_partition(storage, keys.labels_partition(spec, day))[[*join_on, data.label_column]])
+    days_scored = sum(1 for pair in pairs if not pair.empty)
     if not pairs or not labels:
-        return pd.DataFrame(columns=[*join_on, "champion", "challenger", data.label_column])
+        return pd.DataFrame(columns=[*join_on, "champion", "challenger", data.label_column]), days_scored
     truth = pd.concat(labels, ignore_index=True)
     truth[data.timestamp_column] = pd.to_datetime(truth[data.timestamp_column], utc=True)
     joined = pd.concat(pairs, ignore_index=True).merge(truth, on=join_on, how="inner")
-    return joined.rename(columns={"score_champion": "champion", "score_challenger": "challenger"})
+    return joined.rename(columns={"score_champion": "champion", "score_challenger": "challenger"}), days_scored
 
 
 @dataclass(frozen=True)
@@ -237,11 +249,12 @@ def judge_shadow(
 
     rollout, primary = spec.training.rollout, spec.training.primary_metric
     window = f"day {days} of {rollout.shadow_days} in shadow, {labelled_rows} labelled rows"
-    if champion is None or challenger is None:
+    if champion is None or challenger is None or labelled_rows < rollout.min_labelled_rows:
+        wanted = f"{rollout.min_labelled_rows} labelled rows of both classes"
         if days >= 2 * rollout.shadow_days:
-            why = f"v{challenger_version} not judged: no labels of both classes in {days} days of shadow"
+            why = f"v{challenger_version} not judged: fewer than {wanted} in {days} days of shadow"
             return ShadowVerdict("reject", [why])
-        return ShadowVerdict("shadowing", [f"{window}: waiting for labels of both classes"])
+        return ShadowVerdict("shadowing", [f"{window}: waiting for {wanted}"])
     verdict = gate(spec.training.thresholds, challenger, champion, champion_version)
     on_live = f"on {labelled_rows} live labels over {days} days"
     if days >= rollout.shadow_days:
@@ -275,13 +288,12 @@ def shadow_report(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds
         return None
     since_tag = target.client().get_model_version(name, challenger).tags.get(Tag.SHADOW_SINCE)
     since = date.fromisoformat(since_tag) if since_tag else ds
-    pairs = shadow_pairs(storage, spec, champion, since, ds)
+    pairs, days = shadow_pairs(storage, spec, champion, challenger, since, ds)
     label = spec.data.label_column
     live = {
         role: live_metrics(pairs.rename(columns={role: "score"})[[label, "score"]], label)
         for role in ("champion", "challenger")
     }
-    days = (ds - since).days + 1
     verdict = judge_shadow(
         spec,
         live["champion"],
@@ -292,6 +304,8 @@ def shadow_report(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds
         challenger_version=challenger,
     )
     record: ShadowRecord = {
+        **target.model_record(spec),
+        "version": challenger,
         "champion_version": champion,
         "challenger_version": challenger,
         "since": since.isoformat(),

@@ -236,13 +236,15 @@ def requirements(model: Any) -> list[str]:
     from importlib.metadata import packages_distributions, version
 
     packages = ["mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle", "scipy"]
-    final = model[-1] if hasattr(model, "steps") else model  # a Pipeline's estimator, or the model itself
-    module = type(final).__module__
-    if module.endswith("torch_mlp"):
+    # the classes the model is made of (pickled by reference): itself, and every step inside it
+    inner = model.get_params(deep=True).values() if hasattr(model, "get_params") else ()
+    modules = {type(part).__module__ for part in (model, *inner) if part is model or hasattr(part, "get_params")}
+    if any(module.endswith("torch_mlp") for module in modules):
         packages.append("torch")
-    # a trainer of your own from an installed package: the model needs that package to load
-    owners = packages_distributions().get(module.split(".")[0], [])
-    packages += [d for d in owners if d not in packages and d != "airflow-mlops"]
+    # a class of a trainer of your own, from an installed package: the model needs that package to load
+    owners = packages_distributions()
+    for top in sorted({module.split(".")[0] for module in modules}):
+        packages += [d for d in owners.get(top, []) if d not in packages and d != "airflow-mlops"]
     return [f"{p}=={version(p)}" for p in packages]
 
 
@@ -377,6 +379,10 @@ def promote(target: MlflowTarget, model_name: str, version: str, reason: str, ga
         client.set_registered_model_alias(model_name, PREVIOUS, current_version)
     client.set_registered_model_alias(model_name, CHAMPION, version)
     tag_decision(target, model_name, version, PROMOTED, reason)
+    shadowing = current.get(CHALLENGER)
+    if shadowing is not None and shadowing != version:  # promoted directly past a challenger in shadow
+        tag_decision(target, model_name, shadowing, REJECTED, f"v{version} was promoted while it was in shadow")
+        end_shadow(target, model_name, shadowing)
     return Promotion(version, current_version, True, reason)
 
 
@@ -388,10 +394,10 @@ def refusal(
     another champion than today's (its verdict is stale; it is tagged rejected)."""
     tags = target.client().get_model_version(model_name, version).tags
     if tags.get(Tag.DECISION) == ROLLED_BACK:
-        return f"not promoted: v{version} was rolled back ({tags.get(Tag.DECISION_REASON)}); roll forward with --to"
+        return f"not moved: v{version} was rolled back ({tags.get(Tag.DECISION_REASON)}); roll forward with --to"
     if champion != gated_against:
         why = (
-            f"not promoted: the gate compared v{version} against "
+            f"not moved: the gate compared v{version} against "
             f"{f'v{gated_against}' if gated_against else 'no champion'}, but the champion is now "
             f"{f'v{champion}' if champion else 'none'}; train again to gate against it"
         )

@@ -140,6 +140,19 @@ def resolve_trainer(trainer: str) -> Any:
     return found_object
 
 
+def trainer_packages(trainer: str) -> list[str]:
+    """``name==version`` of the installed distributions a trainer of your own comes from (none for a loose
+    module), found without importing it."""
+    from importlib.metadata import entry_points, packages_distributions, version
+
+    path = trainer
+    if ":" not in trainer:
+        found = entry_points(group=TRAINER_ENTRY_POINTS, name=trainer)
+        path = next(iter(found)).value if found else trainer
+    top = path.partition(":")[0].split(".")[0]
+    return sorted(f"{name}=={version(name)}" for name in set(packages_distributions().get(top, [])))
+
+
 def plugged_in(model: ModelSpec, data: DataSpec) -> Any:
     """The unfitted classifier a trainer of your own builds, once it is shown to have the methods needed."""
     estimator = resolve_trainer(model.trainer)(data, **model.params)
@@ -170,6 +183,8 @@ def load_model(model_uri: str, flavor: Literal["sklearn", "pyfunc"] = "pyfunc") 
     except ModuleNotFoundError as exc:
         if exc.name == "torch":
             raise torch_missing(f"model {model_uri}") from exc
+        if (exc.name or "").split(".")[0] in ("mlflow", "airflow_mlops"):  # our own install is broken
+            raise
         raise SpecError(
             f"model {model_uri} needs the module {exc.name}, which is not installed here: install its "
             "trainer's package on every worker that trains, validates or scores it"
@@ -282,8 +297,9 @@ def train_candidate(
 
 def training_key(spec: PipelineSpec, training_set: TrainingSetRecord, code_version: str) -> str:
     """What makes two trainings the same: the day, the data (its fingerprint), and a hash of everything else
-    that shapes the model (trainer, params, windows, features, label, code version)."""
-    shape = {
+    that shapes the model (trainer, params, windows, features, label, code version; for a trainer of your
+    own, the version of the package it comes from)."""
+    shape: dict[str, Any] = {
         "model": spec.training.model.model_dump(mode="json"),
         "window_days": spec.training.window_days,
         "holdout_days": spec.training.holdout_days,
@@ -291,6 +307,8 @@ def training_key(spec: PipelineSpec, training_set: TrainingSetRecord, code_versi
         "label": spec.data.label_column,
         "code_version": code_version,
     }
+    if spec.training.model.trainer not in TRAINERS:
+        shape["trainer_packages"] = trainer_packages(spec.training.model.trainer)
     digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
     return f"{training_set['as_of']}:{training_set['fingerprint']}:{digest}"
 

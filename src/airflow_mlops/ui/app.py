@@ -72,16 +72,24 @@ def scrape_token() -> str | None:
         return None
 
 
-async def scraped_pipelines(
+async def metrics_reader(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    dags: Annotated[dict[str, str], Depends(catalog.mlops_dags)],
     token: Annotated[str | None, Depends(scrape_token)],
-) -> list[Pipeline]:
-    """Every pipeline for the scrape token; for anyone else, the pipelines they may read."""
+) -> Any | None:
+    """``None`` for the scrape token, else the Airflow user (401/403 otherwise): checked before anything
+    is read for the caller."""
     if token and credentials and hmac.compare_digest(credentials.credentials.encode(), token.encode()):
-        return catalog.pipelines(dags, set(dags))
-    return readable_pipelines(await airflow_user(request, credentials), dags)
+        return None
+    return await airflow_user(request, credentials)
+
+
+def scraped_pipelines(
+    reader: Annotated[Any | None, Depends(metrics_reader)],
+    dags: Annotated[dict[str, str], Depends(catalog.mlops_dags)],
+) -> list[Pipeline]:
+    """Every pipeline for the scrape token; for a user, the pipelines they may read."""
+    return catalog.pipelines(dags, set(dags)) if reader is None else readable_pipelines(reader, dags)
 
 
 def lake() -> Storage:

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from airflow_mlops import keys
 from airflow_mlops.contracts import CHALLENGER, CHAMPION
+from airflow_mlops.steps.monitoring import below_floor
 
 if TYPE_CHECKING:
     from airflow_mlops.storage import Storage
@@ -74,7 +75,12 @@ def read(overview: Overview, storage: Storage, feature_view: Callable[[str], Any
         shadow = json.loads(storage.read_bytes(key))
         if shadow.get("challenger") and overview.aliases.get(CHALLENGER) == shadow["challenger_version"]:
             readings.live[shadow["challenger_version"]] = shadow["challenger"]
-    intervals = feature_view(spec.features.feature_view).materialization_intervals
+    from feast.errors import FeatureViewNotFoundException
+
+    try:
+        intervals = feature_view(spec.features.feature_view).materialization_intervals
+    except FeatureViewNotFoundException:  # a new pipeline that has not published a day yet
+        intervals = []
     if intervals:
         readings.materialized_until = max(end for _, end in intervals).timestamp()
     return readings
@@ -112,27 +118,29 @@ def families(readings: list[Readings], failed: list[str]) -> list[Metric]:
         "champion_live_metric", "live_metric of the version @champion points to.", ["pipeline", "metric"]
     )
     floor = gauge(
-        "live_metric_floor", "The spec's min_performance: below it asks for training.", ["pipeline", "metric"]
+        "live_metric_floor",
+        "The spec's min_performance limit (a ceiling for lower-is-better metrics such as log_loss).",
+        ["pipeline", "metric"],
+    )
+    failing = gauge(
+        "champion_below_floor",
+        "1 when the champion's live metric is past its min_performance limit (the policy's own test).",
+        ["pipeline", "metric"],
     )
     champion = gauge("champion_version", "The version @champion points to.", ["pipeline"])
     challenger = gauge("challenger_version", "The version @challenger points to (in shadow).", ["pipeline"])
     versions = gauge("model_versions", "Registered model versions by promotion decision.", ["pipeline", "decision"])
     trained = gauge("last_training_timestamp_seconds", "When the newest model version was registered.", ["pipeline"])
-    validations = CounterMetricFamily(
-        f"{NAMESPACE}_validations",
-        "GX validation results by stage and outcome.",
-        labels=["pipeline", "stage", "outcome"],
+    # Totals over the results kept in the lake, so gauges: a re-validated day replaces its result.
+    validations = gauge(
+        "validations", "GX validation results kept, by stage and outcome.", ["pipeline", "stage", "outcome"]
     )
-    rows = CounterMetricFamily(
-        f"{NAMESPACE}_validated_rows",
-        "Rows validated by stage and outcome (blocked raw rows are quarantined).",
-        labels=["pipeline", "stage", "outcome"],
+    rows = gauge(
+        "validated_rows",
+        "Rows of the validation results kept, by stage and outcome (blocked raw rows are quarantined).",
+        ["pipeline", "stage", "outcome"],
     )
-    published = CounterMetricFamily(
-        f"{NAMESPACE}_published_rows",
-        "Validated raw rows written to the offline store and materialised.",
-        labels=["pipeline"],
-    )
+    published = gauge("published_rows", "Rows of the validated raw days that are in the offline store.", ["pipeline"])
     fresh = gauge(
         "features_materialized_until_timestamp_seconds",
         "End of the feature view's newest materialisation in Feast.",
@@ -168,8 +176,13 @@ def families(readings: list[Readings], failed: list[str]) -> list[Metric]:
             challenger.add_metric([name], float(view.aliases[CHALLENGER]))
         if CHAMPION in view.aliases:
             champion.add_metric([name], float(view.aliases[CHAMPION]))
-            for metric, value in floats(reading.live.get(view.aliases[CHAMPION], {})):
+            champion_metrics = reading.live.get(view.aliases[CHAMPION], {})
+            for metric, value in floats(champion_metrics):
                 champion_live.add_metric([name, metric], value)
+            for metric, limit in sorted(policy.min_performance.items()):
+                if metric in champion_metrics:
+                    past = below_floor({metric: limit}, champion_metrics)
+                    failing.add_metric([name, metric], int(bool(past)))
         for decision, count in sorted(Counter(v.decision for v in view.versions).items()):
             versions.add_metric([name, decision], count)
         if view.versions:
@@ -180,8 +193,8 @@ def families(readings: list[Readings], failed: list[str]) -> list[Metric]:
         published.add_metric([name], reading.published_rows)
         if reading.materialized_until is not None:
             fresh.add_metric([name, spec.features.feature_view], reading.materialized_until)
-    return [up, drift, daily, threshold, drifted, column, retrain, monitored, live, champion_live, floor, champion,
-            challenger, versions, trained, validations, rows, published, fresh]  # fmt: skip
+    return [up, drift, daily, threshold, drifted, column, retrain, monitored, live, champion_live, floor, failing,
+            champion, challenger, versions, trained, validations, rows, published, fresh]  # fmt: skip
 
 
 class Snapshot(Collector):
