@@ -145,3 +145,11 @@ def test_pipelines_of_one_stack_may_not_write_to_each_other_s_places(tmp_path, c
         load_specs(folder)
     assert main(["validate", str(folder)]) == 1
     assert f"share {key}" in capsys.readouterr().err
+
+
+def test_pipelines_folders_may_not_nest_in_each_other(tmp_path):
+    from airflow_mlops.spec import load_specs
+
+    folder = pipelines(tmp_path, **{"monitoring.predictions_path": "reports/churn/scores"})
+    with pytest.raises(SpecError, match=r"overlap: monitoring.predictions_path 'reports/churn/scores' and"):
+        load_specs(folder)

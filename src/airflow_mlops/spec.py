@@ -346,23 +346,48 @@ def check_apart(specs: list[PipelineSpec]) -> None:
     """Pipelines that run on one stack must not write to each other's places: DAG ids (``name``), the
     MLflow registered model, the Feast feature view (one registry per stack), predictions and reports.
     Reading the same raw data or labels is fine. A :class:`SpecError` names both files and the key."""
-    places = {
+    names = {
         "name": lambda s: s.name,
         "training.registered_model": lambda s: s.registered_model_name,
         "features.feature_view": lambda s: s.features.feature_view,
-        "monitoring.predictions_path": lambda s: s.monitoring.predictions_path.strip("/"),
-        "monitoring.reports_path": lambda s: s.monitoring.reports_path.strip("/"),
     }
-    for key, place in places.items():
+    for key, name in names.items():
         seen: dict[str, PipelineSpec] = {}
         for spec in specs:
-            value = place(spec)
+            value = name(spec)
             if value in seen:
                 raise SpecError(
                     f"{spec.source} and {seen[value].source} share {key} {value!r}: pipelines on one stack "
                     "need their own (they would overwrite each other's)"
                 )
             seen[value] = spec
+    # the lake folders each pipeline writes (its predictions, a challenger's beside them, its reports):
+    # never the same as, or inside, another pipeline's
+    folders = [
+        (spec, key, path.strip("/"))
+        for spec in specs
+        for key, path in (
+            ("monitoring.predictions_path", spec.monitoring.predictions_path),
+            ("monitoring.predictions_path", f"{spec.monitoring.predictions_path.rstrip('/')}_shadow"),
+            ("monitoring.reports_path", spec.monitoring.reports_path),
+        )
+    ]
+    for index, (spec, key, path) in enumerate(folders):
+        for other, other_key, other_path in folders[index + 1 :]:
+            if other is spec:
+                continue
+            if (key, path) == (other_key, other_path):
+                clash = f"share {key} {path!r}"
+            elif (
+                path == other_path or f"{path}/".startswith(f"{other_path}/") or f"{other_path}/".startswith(f"{path}/")
+            ):
+                clash = f"overlap: {other_key} {other_path!r} and {key} {path!r}"
+            else:
+                continue
+            raise SpecError(
+                f"{other.source} and {spec.source} {clash}: pipelines on one stack need folders of their own "
+                "(they would overwrite each other's)"
+            )
 
 
 def load_spec(path: str | Path) -> PipelineSpec:

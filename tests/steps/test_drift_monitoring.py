@@ -213,12 +213,13 @@ def shadow_spec(spec, **rollout):
     return spec.model_copy(update={"training": training})
 
 
-def judge(spec, champion, challenger, days, **rollout):
+def judge(spec, champion, challenger, days, elapsed=None, **rollout):
     return monitoring.judge_shadow(
         shadow_spec(spec, shadow_days=3, **rollout),
         champion and {"roc_auc": champion},
         challenger and {"roc_auc": challenger},
         days=days,
+        elapsed=days if elapsed is None else elapsed,
         labelled_rows=500,
         champion_version="1",
         challenger_version="2",
@@ -236,7 +237,10 @@ def test_shadow_policy_waits_the_window_then_applies_the_gate_on_live_labels(spe
 
 def test_shadow_policy_without_labels_of_both_classes_waits_then_gives_up(spec):
     waiting = judge(spec, None, None, days=5)
-    assert waiting.verdict == "shadowing" and "waiting for 100 labelled rows of both classes" in waiting.reasons[0]
+    assert waiting.verdict == "shadowing" and "waiting for 100 labelled rows with both classes" in waiting.reasons[0]
+    assert judge(spec, None, None, days=0, elapsed=5).verdict == "shadowing"  # not scored yet
+    never = judge(spec, None, None, days=0, elapsed=6)
+    assert never.verdict == "reject" and "never scored in 6 days of shadow" in never.reasons[0]
     given_up = judge(spec, None, None, days=6)  # twice the window
     assert given_up.verdict == "reject" and "fewer than 100 labelled rows" in given_up.reasons[0]
     assert "in 6 days of shadow" in given_up.reasons[0]

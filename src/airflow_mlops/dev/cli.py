@@ -104,6 +104,39 @@ def _env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up(args: argparse.Namespace) -> int:
+    """The embedded stack for the project's own DAGs, in the foreground until Ctrl+C."""
+    from airflow_mlops.dev.embedded import embedded_env
+
+    project = args.project.resolve()
+    home = project / args.home
+    env = embedded_env(home, project=project, api_port=args.port)
+    print(f"starting Airflow for {project / 'dags'} (state and logs in {home})", flush=True)
+    try:
+        return _run_until_interrupted(env, home, project, args)
+    except KeyboardInterrupt:  # Ctrl+C while starting: the components are stopped on the way out
+        return 130
+
+
+def _run_until_interrupted(env: dict[str, str], home: Path, project: Path, args: argparse.Namespace) -> int:
+    from airflow_mlops.dev.stack import StackError, running_stack, wait_for
+
+    with running_stack(env, home, keep=True) as api:
+        try:
+            wait_for(lambda: bool(api.dag_ids()), "the DAG processor to parse the project's DAGs", timeout=180)
+        except StackError:
+            print(f"no DAGs in {project / 'dags'} yet: add a DAG file (docs/custom-model.md)", flush=True)
+        dags = sorted(api.dag_ids())
+        for dag_id in dags:
+            api.set_paused(dag_id, not args.schedule)
+        state = "scheduled" if args.schedule else "paused (unpause in the UI, or start with --schedule)"
+        print(f"DAGs, {state}: {', '.join(dags) or 'none'}", flush=True)
+        ui = env["AIRFLOW__API__BASE_URL"]
+        print(f"Airflow UI: {ui} (admin / admin); the airflow CLI in another shell:", flush=True)
+        print(f'  eval "$(airflow-mlops env --project {project} --home {args.home} --port {args.port})"', flush=True)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from airflow_mlops.dev.demo import Plan, run
 
@@ -172,6 +205,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     env.add_argument("--port", type=int, default=8080)
     env.set_defaults(func=_env)
+
+    up = commands.add_parser(
+        "up", parents=[project], help="run the embedded stack for the project's DAGs until Ctrl+C (which stops it)"
+    )
+    up.add_argument(
+        "--home", default=".local", help="folder for Airflow, MLflow, Feast and data (default .local, in the project)"
+    )
+    up.add_argument("--port", type=int, default=8080, help="Airflow API and UI port (the next two: log servers)")
+    up.add_argument(
+        "--schedule",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="unpause every DAG, so schedules run (default: every DAG paused; trigger and backfill by hand)",
+    )
+    up.set_defaults(func=_up)
 
     demo = commands.add_parser("demo", parents=[project], help="replay the level-1 scenario through the real scheduler")
     demo.add_argument(

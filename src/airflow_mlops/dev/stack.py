@@ -122,10 +122,19 @@ class Api:
         return {dag.dag_id for dag in dags}
 
     def unpause(self, dag_id: str) -> None:
+        self.set_paused(dag_id, False)
+
+    def is_paused(self, dag_id: str) -> bool:
+        from airflow_client.client import DAGApi
+
+        with self._errors(f"GET /api/v2/dags/{dag_id}"):
+            return bool(DAGApi(self._authorized()).get_dag(dag_id, _request_timeout=self.TIMEOUT).is_paused)
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
         from airflow_client.client import DAGApi, DAGPatchBody
 
         with self._errors(f"PATCH /api/v2/dags/{dag_id}"):
-            DAGApi(self._authorized()).patch_dag(dag_id, DAGPatchBody(is_paused=False), _request_timeout=self.TIMEOUT)
+            DAGApi(self._authorized()).patch_dag(dag_id, DAGPatchBody(is_paused=paused), _request_timeout=self.TIMEOUT)
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Up to 500 runs of ``dag_id`` by logical date, each as the API's JSON object (ISO 8601 dates)."""

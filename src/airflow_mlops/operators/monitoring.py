@@ -131,7 +131,7 @@ class JudgeChallengerOperator(DailyOperator):
             outcome = registry.promote(self.mlflow, name, challenger, why, gated_against=champion)
             if outcome.champion == challenger:
                 self.record_promotion(context, registry.Promotion(challenger, champion, True, why))
-            else:  # refused: the champion moved during the shadow (a rollback); tagged rejected with why
+            else:  # refused: the champion moved while this task ran; tagged rejected with why
                 self.log.warning("v%s not promoted: %s", challenger, outcome.reason)
             registry.end_shadow(self.mlflow, name, challenger)
         elif record["verdict"] == "reject":

@@ -233,6 +233,7 @@ def judge_shadow(
     challenger: dict[str, float] | None,
     *,
     days: int,
+    elapsed: int,
     labelled_rows: int,
     champion_version: str,
     challenger_version: str,
@@ -242,15 +243,19 @@ def judge_shadow(
     Once ``shadow_days`` have passed, the challenger faces ``training.thresholds`` against the champion,
     MLflow's own ``MetricThreshold`` check as at the offline gate, on live data. Before that, a champion
     past its ``min_performance`` that the challenger beats on the primary metric is replaced at once when
-    ``promote_when_champion_fails`` says so. Without labels of both classes after twice the window, the
-    challenger is rejected: it cannot be judged.
+    ``promote_when_champion_fails`` says so (the thresholds do not apply then). Without enough labels
+    after twice the window (``days``: days both models scored), or never scored in twice the window of
+    calendar days (``elapsed``), the challenger is rejected: it cannot be judged.
     """
     from airflow_mlops.steps.registry import gate
 
     rollout, primary = spec.training.rollout, spec.training.primary_metric
     window = f"day {days} of {rollout.shadow_days} in shadow, {labelled_rows} labelled rows"
+    if days == 0 and elapsed >= 2 * rollout.shadow_days:
+        why = f"v{challenger_version} not judged: never scored in {elapsed} days of shadow (see score_batch's log)"
+        return ShadowVerdict("reject", [why])
     if champion is None or challenger is None or labelled_rows < rollout.min_labelled_rows:
-        wanted = f"{rollout.min_labelled_rows} labelled rows of both classes"
+        wanted = f"{rollout.min_labelled_rows} labelled rows with both classes"
         if days >= 2 * rollout.shadow_days:
             why = f"v{challenger_version} not judged: fewer than {wanted} in {days} days of shadow"
             return ShadowVerdict("reject", [why])
@@ -299,6 +304,7 @@ def shadow_report(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds
         live["champion"],
         live["challenger"],
         days=days,
+        elapsed=(ds - since).days + 1,
         labelled_rows=len(pairs),
         champion_version=champion,
         challenger_version=challenger,
