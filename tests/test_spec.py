@@ -20,7 +20,10 @@ def write_spec(tmp_path: Path, mutate) -> Path:
 
 
 def test_demo_spec_is_valid_and_resolves_suites(spec):
+    import hashlib
+
     assert spec.name == "churn"
+    assert spec.digest == hashlib.sha256(SPEC_PATH.read_bytes()).hexdigest()  # which spec made what
     assert spec.features.raw_suite.is_file() and spec.features.raw_suite.is_absolute()
     assert spec.data.categorical == ["contract_type", "region"]
     assert spec.registered_model_name == "churn_model"

@@ -24,7 +24,10 @@ class Tag:
     AS_OF = "logical_date"  # the date whose labels the model was trained on
     DAG_ID = "airflow_dag_id"
     RUN_ID = "airflow_run_id"
-    CODE_VERSION = "code_version"
+    CODE_VERSION = "code_version"  # the airflow-mlops package version
+    BUNDLE = "airflow_bundle"  # the DAG bundle that ran the training: its name
+    BUNDLE_VERSION = "airflow_bundle_version"  # and its version (a commit for a GitDagBundle; empty: unversioned)
+    SPEC_DIGEST = "spec_sha256"  # the spec file as the training read it
     DATA_FINGERPRINT = "data_fingerprint"
     TRAINING_SET = "training_set"  # the training set's location: the drift reference of the version
     DRIFT_REPORT = "drift_report"
@@ -194,3 +197,4 @@ class RetrainingRecord(TypedDict):
     drift_share: float
     report: str
     performance: dict[str, Any] | None
+    code: dict[str, str]  # bundle_version (a commit for a GitDagBundle; empty: unversioned), spec_sha256

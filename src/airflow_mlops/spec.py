@@ -7,6 +7,7 @@ Relative paths inside a spec are resolved against the spec file's folder.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import date
 from pathlib import Path
@@ -263,6 +264,8 @@ class PipelineSpec(_Strict):
     monitoring: MonitoringSpec
     alerts: list[AlertSpec] = Field(default_factory=list)
     source: Path | None = Field(default=None, exclude=True)
+    # sha256 of the spec file as read: which spec made a model version or a report (set by load_spec)
+    digest: str | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _cross_refs(self) -> PipelineSpec:
@@ -405,4 +408,4 @@ def load_spec(path: str | Path) -> PipelineSpec:
     for suite in (spec.features.raw_suite, spec.training.training_suite):
         if not suite.is_file():
             raise SpecError(f"{source}: expectation suite file not found: {suite}")
-    return spec
+    return spec.model_copy(update={"digest": hashlib.sha256(text.encode()).hexdigest()})

@@ -5,6 +5,7 @@ headless Chromium. The scenario runs once for the module (it takes minutes)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -95,6 +96,9 @@ def test_level_one_scenario_through_the_scheduler(scenario: Scenario) -> None:
     assert drift_runs and all(r[3] == "success" for r in drift_runs), runs
 
     assert rows[0].champion == "1" and rows[0].drift_share is not None
+    # each version records the spec file that trained it (the local DAG bundle has no version to record)
+    spec_digest = hashlib.sha256((ROOT / "include" / "pipelines" / "churn.yaml").read_bytes()).hexdigest()
+    assert {v.spec_digest for day in rows for v in day.trained} == {spec_digest}
     triggered = [day for day in rows if day.retrain]
     assert [f"drift__{day.ds}" for day in triggered] == [r[1] for r in drift_runs]
     assert all(day.trained and day.trained[0].decision in ("promoted", "rejected") for day in triggered)

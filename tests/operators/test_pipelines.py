@@ -7,6 +7,7 @@ Tests in this module share one embedded stack and run in file order.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from datetime import UTC, datetime
@@ -126,6 +127,9 @@ def test_first_model_becomes_champion_and_rerun_reuses_it(env, spec):
     assert str(champion.version) == "1"
     assert champion.tags["decision"] == "promoted" and champion.tags["trigger"] == "first"
     assert champion.tags["airflow_run_id"] == dagrun.run_id and champion.tags["data_fingerprint"]
+    # the code that trained it: the spec file as read (dag.test runs outside a DAG bundle: no version)
+    spec_digest = hashlib.sha256(env["spec_path"].read_bytes()).hexdigest()
+    assert champion.tags["spec_sha256"] == spec_digest and "airflow_bundle_version" not in champion.tags
     [move] = audit.trail(env["storage"], spec)
     assert (move["action"], move["champion"], move["previous"]) == ("promotion", "1", None)
     assert move["source"] == f"churn_training/{dagrun.run_id}" and move["actor"] == "churn_training"
@@ -171,6 +175,10 @@ def test_monitoring_without_drift_scores_and_does_not_retrain(env, spec):
     assert len(predictions) == SMALL.customers and predictions["model_version"].eq("1").all()
     decision = json.loads(storage.read_bytes(monitoring_output(env, spec, 10, "decision.json")))
     assert decision["retrain"] is False and decision["drift_share"] < 0.3
+    assert decision["code"] == {
+        "bundle_version": "",
+        "spec_sha256": hashlib.sha256(env["spec_path"].read_bytes()).hexdigest(),
+    }
     assert storage.exists(monitoring_output(env, spec, 10, "drift.html"))
 
 

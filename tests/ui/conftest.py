@@ -90,7 +90,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory, spec: PipelineSpec) -> di
         run = client.create_run(experiment, tags={"pipeline": spec.name, "trigger": HOSTILE})
         client.log_metric(run.info.run_id, "holdout_roc_auc", auc)
         client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
-        for key, value in {"logical_date": as_of, "decision": decision, "decision_reason": reason}.items():
+        code = {"airflow_bundle_version": "4f2a9c1e0b7d", "spec_sha256": "1a2b3c4d5e6f"} if version == 2 else {}
+        for key, value in {"logical_date": as_of, "decision": decision, "decision_reason": reason, **code}.items():
             client.set_model_version_tag(name, str(version), key, value)
         runs.append(run.info.run_id)
     client.set_registered_model_alias(name, "previous", "1")

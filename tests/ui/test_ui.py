@@ -54,6 +54,7 @@ def test_page_shows_champion_history_drift_and_validations(client: TestClient, a
     rows = re.findall(r'<tr( class="champion")?><td><span id="churn-v(\d)">', html)
     assert rows == [("", "3"), (' class="champion"', "2"), ("", "1")]  # newest first, champion marked
     assert "passed roc_auc against champion v1" in html and "0.840" in html and "0.620" in html
+    assert "<td>4f2a9c1e0b, spec 1a2b3c4d</td>" in html and "<td>unversioned bundle</td>" in html  # code
     assert re.search(r"<td>previous</td>", html)
     moves = re.findall(
         r'<td>(2026-01-\d\d \d\d:\d\d:\d\d)</td><td><span class="(\w+)">\w+</span></td><td>([^<]+)</td><td>(\w+)</td>',

@@ -174,8 +174,16 @@ class RetrainDecisionOperator(DailyOperator, BaseBranchOperator):
 
         active = context["ti"].get_dr_count(dag_id=self.training_dag_id, states=["queued", "running"])
         day = self.day(context)
+        bundle = getattr(context["ti"], "bundle_instance", None)  # absent under dag.test
         record = monitoring.decide(
-            self.mlflow, self.storage, self.spec, day, self.drift, self.performance, training_active=active > 0
+            self.mlflow,
+            self.storage,
+            self.spec,
+            day,
+            self.drift,
+            self.performance,
+            training_active=active > 0,
+            bundle_version=str(getattr(bundle, "version", "") or ""),
         )
         self.log.info("retraining decision for %s: %s", day, record)
         extra: dict[str, Any] = {"ds": day.isoformat(), **record}

@@ -60,6 +60,7 @@ class TrainModelOperator(PipelineOperator):
         from airflow_mlops.steps import training
 
         params, dag_run = context["params"], context["dag_run"]
+        bundle = getattr(context["ti"], "bundle_instance", None)  # absent under dag.test
         provenance = training.Lineage(
             trigger=str(params.get("reason") or getattr(dag_run.run_type, "value", dag_run.run_type)),
             dag_id=dag_run.dag_id,
@@ -67,6 +68,8 @@ class TrainModelOperator(PipelineOperator):
             code_version=__version__,
             drift_report=str(params.get("report") or ""),
             drifted_columns=tuple(params.get("drifted_columns") or ()),
+            bundle=str(getattr(bundle, "name", "") or ""),
+            bundle_version=str(getattr(bundle, "version", "") or ""),
         )
         candidate = training.train_candidate(
             self.mlflow, self.storage, self.spec, self.training_set, provenance, self.validation

@@ -26,6 +26,8 @@ class Version:
     reason: str
     metrics: dict[str, float]  # holdout metrics
     registered_at: float = 0.0  # Unix seconds: when training registered it
+    bundle_version: str = ""  # the code that trained it: the DAG bundle's version (a commit), the spec's digest
+    spec_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ def versions(target: MlflowTarget, spec: PipelineSpec) -> list[Version]:
                 reason=mv.tags.get(Tag.DECISION_REASON, ""),
                 metrics=holdout_metrics(client.get_run(mv.run_id).data.metrics),
                 registered_at=mv.creation_timestamp / 1000,
+                bundle_version=mv.tags.get(Tag.BUNDLE_VERSION, ""),
+                spec_digest=mv.tags.get(Tag.SPEC_DIGEST, ""),
             )
         )
     return sorted(found, key=lambda v: int(v.version))

@@ -375,8 +375,10 @@ def decide(
     performance: dict[str, Any] | None,
     *,
     training_active: bool,
+    bundle_version: str = "",
 ) -> RetrainingRecord:
-    """The spec's retraining policy for the day, kept as the day's decision report."""
+    """The spec's retraining policy for the day, kept as the day's decision report with the code that
+    decided it (the DAG bundle's version, the spec's digest)."""
     from airflow_mlops.steps.registry import last_trained_on
 
     trained, asked = last_trained_on(target, spec.registered_model_name), last_requested(storage, spec, ds)
@@ -396,6 +398,7 @@ def decide(
         "drift_share": drift["share"],
         "report": drift["report"],
         "performance": performance,
+        "code": {"bundle_version": bundle_version, "spec_sha256": spec.digest or ""},
     }
     storage.write_bytes(keys.report(spec, ds, "decision.json"), json.dumps(record, indent=2).encode())
     return record

@@ -231,6 +231,8 @@ class Lineage:
     code_version: str
     drift_report: str = ""
     drifted_columns: tuple[str, ...] = ()
+    bundle: str = ""  # the DAG bundle the run's code came from, and its version (a commit)
+    bundle_version: str = ""
 
 
 def train_candidate(
@@ -265,6 +267,9 @@ def train_candidate(
         Tag.DAG_ID: lineage.dag_id,
         Tag.RUN_ID: lineage.run_id,
         Tag.CODE_VERSION: lineage.code_version,
+        Tag.BUNDLE: lineage.bundle,
+        Tag.BUNDLE_VERSION: lineage.bundle_version,
+        Tag.SPEC_DIGEST: spec.digest or "",
         Tag.DATA_FINGERPRINT: training_set["fingerprint"],
         Tag.TRAINING_SET: storage.location(training_set["key"]),
         Tag.DRIFT_REPORT: lineage.drift_report,

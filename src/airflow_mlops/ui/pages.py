@@ -16,7 +16,7 @@ from airflow_mlops.links import version_anchor
 
 if TYPE_CHECKING:
     from airflow_mlops.contracts import AliasMove
-    from airflow_mlops.steps.history import Day
+    from airflow_mlops.steps.history import Day, Version
     from airflow_mlops.ui.catalog import Overview
 
 # Read from the installed package, so a wheel serves the same pages as a checkout.
@@ -46,6 +46,12 @@ def percent(value: float | None) -> str:
 
 def number(value: float | None) -> str:
     return f"{value:.3f}" if value is not None else "-"
+
+
+def code(version: Version) -> str:
+    """Which code trained a version: its DAG bundle's version (short) and its spec's digest."""
+    bundle = version.bundle_version[:10] or "unversioned bundle"
+    return f"{bundle}, spec {version.spec_digest[:8]}" if version.spec_digest else bundle
 
 
 def move_versions(move: AliasMove) -> str:
@@ -119,6 +125,7 @@ def pipeline_section(view: Overview, prefix: str) -> Section:
                 "decision": v.decision,
                 "reason": v.reason or "-",
                 "metrics": [number(v.metrics.get(m)) for m in metric_names],
+                "code": code(v),
                 "run": url(prefix, "runs", v.run_id),
             }
             for v in versions
