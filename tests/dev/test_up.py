@@ -36,9 +36,13 @@ def test_up_runs_the_project_s_dags_scheduled_and_ctrl_c_stops_it(tmp_path: Path
         assert set(listed) >= {"churn_features", "churn_training", "churn_monitoring", "churn_rollback"}
         assert not Api(f"http://localhost:{PORT}").is_paused("churn_features")  # --schedule: the schedules run
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=90) in (0, 130)
+        assert process.wait(timeout=120) in (0, 130)  # components get 30 s to stop, then SIGKILL
         assert not answers(f"http://localhost:{PORT}/api/v2/version")  # the components are gone
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # SIGTERM: the CLI stops its components on the way out
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -267,7 +267,8 @@ class Supervised:
 @contextmanager
 def supervised(components: Sequence[Component], env: Mapping[str, str], logs: Path) -> Iterator[Supervised]:
     """Start each component in its own process group, logging to ``<logs>/<name>.log``; stop them all
-    on the way out (SIGTERM, SIGKILL after 30 s), also when the caller gets SIGTERM (CI timeouts, ``kill``)."""
+    on the way out (SIGTERM, SIGKILL to those still running 30 s later), also when the caller gets SIGTERM
+    (CI timeouts, ``kill``)."""
     logs.mkdir(parents=True, exist_ok=True)
     running = Supervised(logs)
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -287,9 +288,10 @@ def supervised(components: Sequence[Component], env: Mapping[str, str], logs: Pa
         for process in running.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30  # one grace period for all of them, not 30 s each
         for process in running.processes.values():
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
