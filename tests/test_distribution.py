@@ -40,9 +40,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     bin_dir = work / "venv" / "bin"
     version = run([bin_dir / "python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], cwd=work).strip()
     constraints = ROOT / "constraints" / f"constraints-{version}.txt"
-    # and pytest, for the steps' tests below; modules compile when first imported
+    # with the test extra, for the steps' tests below; modules compile when first imported
     pip = [bin_dir / "python", "-m", "pip", "install", "--quiet", "--no-compile", "-c", constraints]
-    run([*pip, wheel, "pytest"], cwd=work)
+    run([*pip, f"{wheel}[test]"], cwd=work)
     home = work / "airflow"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHON", "VIRTUAL_ENV", "MLOPS"))}
     env.update(
