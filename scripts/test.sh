@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# README command two: install, lint, type-check, check the layers and run every test (unit, pipeline,
-# end-to-end, the built wheel in a fresh venv). The wheel is installed on Python 3.12 with
+# README command two: install, lint, type-check, check the layers, check this project as a user's CI
+# would (airflow-mlops ci: specs, DAG files, the churn pipeline end to end on a sample) and run every
+# test (unit, pipeline, end-to-end, the built wheel in a fresh venv). The wheel is installed on Python 3.12 with
 # constraints-3.12.txt and the steps' tests run there too, so CI covers a second Python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ bash scripts/prometheus.sh
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/lint-imports
+.venv/bin/airflow-mlops ci . --junit .cache/ci/ci.xml --log .cache/ci/run.log
 
 # the first python3.12 that really runs: pyenv has a shim for every version, runnable or not
 PY312=""

@@ -1,4 +1,6 @@
-"""DAG integrity: the DAG files import cleanly, fast, and without any heavy ML library."""
+"""What the factory builds from specs: tasks, schedules, queues, retries, and import errors that name the
+spec's key. (Import errors, owners, tags, parse time and ML imports of dags/: ``airflow-mlops ci .``,
+which scripts/test.sh runs on this repository.)"""
 
 import json
 import os
@@ -6,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from airflow_mlops.ci.dagbag import HEAVY
 from tests.conftest import ROOT, SPEC_PATH
 
-HEAVY = ("mlflow", "great_expectations", "feast", "evidently", "torch", "sklearn")
 KINDS = ("features", "training", "monitoring", "rollback")
 
 
@@ -42,7 +44,7 @@ def dag_file(dags: Path, name: str, specs: Path) -> Path:
     return dags
 
 
-def test_dag_files_import_without_errors_or_heavy_libraries():
+def test_the_churn_dags_have_their_tasks_and_schedules():
     report = parse_in_fresh_process(ROOT / "dags")
     assert report["errors"] == {}
     assert set(report["dags"]) == {"churn_features", "churn_training", "churn_monitoring", "churn_rollback"}
@@ -54,7 +56,6 @@ def test_dag_files_import_without_errors_or_heavy_libraries():
         "infra_validation",
         "promote_champion",
     ]
-    assert report["heavy"] == [], f"imported at parse time: {report['heavy']}"
     assert report["schedules"] == {  # data intervals: the run at D+1 00:00 processes the complete day D
         "churn_features": ["CronDataIntervalTimetable", "0 0 * * *"],
         "churn_training": ["CronDataIntervalTimetable", "0 0 * * 0"],

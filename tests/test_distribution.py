@@ -1,6 +1,7 @@
 """The package as users get it: a built wheel (not an editable checkout) installed with the constraints
 into a fresh virtualenv, then looked at through Airflow's own CLI from a folder outside the repository,
-with nothing of the repository on ``sys.path``; and the steps' tests run against that install.
+with nothing of the repository on ``sys.path``; a project made by its ``init`` passing its own CI; and
+the steps' tests run against that install.
 
 The virtualenv's Python is ``DIST_PYTHON`` (scripts/test.sh sets a Python 3.12, so CI covers a second
 Python with its own constraints file), or this one."""
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from tests.ci.test_scaffold import ci_commands
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.distribution
@@ -81,30 +83,23 @@ def test_the_wheel_is_a_provider_with_connection_types_links_a_notifier_and_a_pl
     assert "airflow.plugins" in str(plugin["source"])  # found by entry point, not in a plugins folder
 
 
-def test_a_dag_file_of_one_call_parses_from_the_installed_package(installed) -> None:
+def test_a_project_from_init_passes_the_commands_of_its_own_ci_definitions(installed) -> None:
+    """A new user's first steps with the installed package: ``airflow-mlops init``, then what the
+    project's CI runs on every push (its install, then ``airflow-mlops ci``: specs, DAG files parsed with
+    no ML library, each pipeline end to end on its sample), from a folder outside the repository."""
     bin_dir, env = installed
-    project = Path(env["AIRFLOW__CORE__DAGS_FOLDER"]).parent
-    shutil.copytree(ROOT / "include", project / "include")
-    (project / "dags").mkdir()
-    (project / "dags" / "churn.py").write_text(
-        "# Airflow DAGs from a spec\nfrom pathlib import Path\n\nfrom airflow_mlops.factory import build_pipelines\n\n"
-        "globals().update(build_pipelines(Path(__file__).parents[1] / 'include' / 'pipelines' / 'churn.yaml'))\n"
-    )
-    code = (
-        "import json, sys, airflow_mlops\n"
-        "from airflow.dag_processing.dagbag import DagBag\n"
-        f"bag = DagBag(dag_folder={str(project / 'dags')!r})\n"
-        "heavy = sorted(m for m in ('mlflow', 'feast', 'great_expectations', 'evidently', 'sklearn', 'torch')"
-        " if m in sys.modules)\n"
-        "print(json.dumps({'dags': sorted(bag.dags), 'errors': bag.import_errors, 'heavy': heavy,"
-        " 'package': airflow_mlops.__file__, 'path': sys.path}))\n"
-    )
-    parsed = json.loads(run([bin_dir / "python", "-c", code], cwd=project, env=env).strip().splitlines()[-1])
-    assert parsed["errors"] == {}
-    assert parsed["dags"] == ["churn_features", "churn_monitoring", "churn_rollback", "churn_training"]
-    assert parsed["heavy"] == []  # parsing imports no ML library
-    assert parsed["package"].startswith(str(bin_dir.parent))  # the installed wheel, not the repository
-    assert not any(entry.startswith(str(ROOT)) for entry in parsed["path"])
+    project = Path(env["AIRFLOW_HOME"]).parent / "acme"
+    run([bin_dir / "airflow-mlops", "init", "acme", "--path", project], cwd=project.parent, env=env)
+    commands = ci_commands(project)
+    assert commands["github"] == commands["jenkins"] == commands["gitlab"]
+    for command in commands["github"]:  # the wheel is not on an index here: pip finds it beside
+        output = run(
+            ["bash", "-c", command], cwd=project, env={**env, "PIP_FIND_LINKS": str(bin_dir.parents[1] / "wheel")}
+        )
+    assert "16 checks, all passed in" in output, output
+    assert "PASS  acme   training: training set gate passed; acme_model v1 registered" in output
+    suites = ET.parse(project / "reports" / "ci.xml").getroot()
+    assert (suites.get("tests"), suites.get("failures")) == ("16", "0")
 
 
 def test_torch_is_an_extra_and_asking_for_it_without_says_which(installed) -> None:

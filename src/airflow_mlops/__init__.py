@@ -3,7 +3,8 @@
 Layers, lightest first: :mod:`spec`, :mod:`keys` and :mod:`contracts` (what a pipeline is, where its data
 lives, what its tasks record), :mod:`steps` (pure ML steps, no Airflow), :mod:`hooks` (the endpoints),
 :mod:`operators` and :mod:`sensors` (thin Airflow adapters), :mod:`factory` (DAGs from a spec), :mod:`ui`.
-:mod:`dev` is the development stack around them; ``lint-imports`` keeps the layers.
+:mod:`dev` is the development stack around them and :mod:`ci` the checks and templates for a project's
+CI; ``lint-imports`` keeps the layers.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -1,5 +1,6 @@
-"""``airflow-mlops``: validate pipeline specs, roll a champion back, serve online predictions, print the
-embedded stack's environment, run the demo."""
+"""``airflow-mlops``: create a pipeline project, check it as CI would, validate pipeline specs, roll a
+champion back, serve online predictions, run the embedded stack for a project or print its environment,
+run the demo."""
 
 from __future__ import annotations
 
@@ -31,6 +32,55 @@ def _validate(args: argparse.Namespace) -> int:
         failures += 1
         print(f"INVALID {exc}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _ci(args: argparse.Namespace) -> int:
+    import tempfile
+    import time
+
+    from airflow_mlops.ci.checks import Project, run_ci
+    from airflow_mlops.ci.report import junit_xml, summary
+
+    project = Project.at(args.project, args.specs, args.dags)
+    log = args.log or Path(tempfile.mkdtemp(prefix="airflow-mlops-ci-")) / "run.log"
+    print(f"airflow-mlops ci {project.root}", flush=True)
+    started = time.monotonic()
+    checks = run_ci(project, budget_ms=args.parse_budget_ms, sample_run=args.run, log=log)
+    print(summary(checks, time.monotonic() - started))
+    if args.junit:
+        junit_xml(checks, args.junit)
+        print(f"JUnit XML: {args.junit}")
+    if args.run:
+        print(f"log of the small-data run: {log}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def _init(args: argparse.Namespace) -> int:
+    from airflow_mlops.ci.scaffold import scaffold
+    from airflow_mlops.spec import SpecError
+
+    target = args.path or Path(args.name)
+    try:
+        scaffold(target, args.name, owner=args.owner)
+    except (SpecError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {target}: pipeline {args.name!r}, with CI for GitHub Actions, Jenkins and GitLab")
+    print(f"  cd {shlex.quote(str(target))} && airflow-mlops ci .   # what CI runs on every push")
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from airflow_mlops.ci.deploy import DeployRefused, deploy
+
+    try:
+        done = deploy(args.project.resolve(), args.env, args.ref, sample_run=args.run)
+    except DeployRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    was = done.previous[:12] if done.previous else "nothing"
+    print(f"{done.environment}: {done.branch} -> {done.commit[:12]} (was {was}); {len(done.checks)} CI checks passed")
+    return 0
 
 
 def find_spec(args: argparse.Namespace) -> Path:
@@ -111,7 +161,13 @@ def _up(args: argparse.Namespace) -> int:
     project = args.project.resolve()
     home = project / args.home
     env = embedded_env(home, project=project, api_port=args.port)
-    print(f"starting Airflow for {project / 'dags'} (state and logs in {home})", flush=True)
+    source = f"{project / 'dags'}"
+    if args.git_branch:
+        from airflow_mlops.dev.embedded import git_bundle_env
+
+        env.update(git_bundle_env(args.git_repo or str(project), args.git_branch))
+        source = f"branch {args.git_branch} of {args.git_repo or project}"
+    print(f"starting Airflow for {source} (state and logs in {home})", flush=True)
     try:
         return _run_until_interrupted(env, home, project, args)
     except KeyboardInterrupt:  # Ctrl+C while starting: the components are stopped on the way out
@@ -170,6 +226,44 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("specs", nargs="+", type=Path)
     validate.set_defaults(func=_validate)
 
+    checked = argparse.ArgumentParser(add_help=False)  # commands that run the CI checks on a project
+    checked.add_argument("project", nargs="?", type=Path, default=Path.cwd(), help="the project (default: here)")
+    checked.add_argument(
+        "--run",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run each pipeline end to end on its sample (default); --no-run: specs and DAG files only",
+    )
+    ci = commands.add_parser(
+        "ci",
+        parents=[checked],
+        help="check a project as CI would: specs, DAG files, parse time, each pipeline end to end on a small sample",
+    )
+    ci.add_argument("--specs", type=Path, help="folder of pipeline specs (default: PROJECT/include/pipelines)")
+    ci.add_argument("--dags", type=Path, help="DAG folder (default: PROJECT/dags)")
+    ci.add_argument("--parse-budget-ms", type=float, default=100, help="most a DAG file may take to parse (100)")
+    ci.add_argument("--junit", type=Path, help="write the results as JUnit XML here, for the CI system to show")
+    ci.add_argument("--log", type=Path, help="where the small-data run's log goes (default: a temporary folder)")
+    ci.set_defaults(func=_ci)
+
+    deliver = commands.add_parser(
+        "deploy",
+        parents=[checked],
+        help="deliver a commit of a project (a git checkout) to an environment of its deploy.yaml: the CI checks, "
+        "the gate of a previous environment, then the branch its DAG bundle tracks moves",
+    )
+    deliver.add_argument("--env", required=True, help="the environment, as named in deploy.yaml")
+    deliver.add_argument("--ref", default="HEAD", help="the commit, branch or tag to deploy (default: HEAD)")
+    deliver.set_defaults(func=_deploy)
+
+    init = commands.add_parser(
+        "init", help="create a pipeline project: DAG file, spec, suites, sample data, CI definitions"
+    )
+    init.add_argument("name", help="the first pipeline's name (lowercase, digits, _), also the folder's")
+    init.add_argument("--path", type=Path, help="the project folder to create (default: ./NAME)")
+    init.add_argument("--owner", default="ml-team", help="owner of its DAGs (default: ml-team)")
+    init.set_defaults(func=_init)
+
     pipeline = argparse.ArgumentParser(add_help=False, parents=[project])  # commands on one pipeline's model
     pipeline.add_argument("pipeline", help="the pipeline's name (a spec in --specs) or its spec file")
     pipeline.add_argument("--specs", type=Path, help="folder of pipeline specs (default: include/pipelines)")
@@ -219,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         default=False,
         help="unpause every DAG, so schedules run (default: every DAG paused; trigger and backfill by hand)",
     )
+    up.add_argument(
+        "--git-branch",
+        help="read the DAGs from this branch (a GitDagBundle, as deploy moves it) instead of the dags/ folder",
+    )
+    up.add_argument("--git-repo", help="the repository of --git-branch: a path or URL (default: the project)")
     up.set_defaults(func=_up)
 
     demo = commands.add_parser("demo", parents=[project], help="replay the level-1 scenario through the real scheduler")

@@ -35,6 +35,8 @@ def airflow_env(home: Path, *, api_port: int, project: Path) -> dict[str, str]:
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(project.resolve() / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(project.resolve() / "plugins"),
+        # clones of git DAG bundles: the stack's own (Airflow's default is shared by every stack on a machine)
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(airflow_home / "dag_bundles"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
@@ -103,3 +105,15 @@ def embedded_env(home: Path, *, project: Path, api_port: int = API_PORT) -> dict
         "MLFLOW_TRACKING_URI": tracking_uri,  # for the mlflow CLI and UI
         **connection_env(connections),
     }
+
+
+def git_bundle_env(repo_url: str, branch: str, *, refresh_s: int = 10) -> dict[str, str]:
+    """Read the DAGs from a branch of a git repository (its ``dags/`` folder) instead of the project's
+    folder: a ``GitDagBundle``, as a staging or production environment does (docs/level2.md), so every DAG
+    run records the commit it runs as its bundle version. ``repo_url``: a path or a git URL."""
+    bundle = {
+        "name": "pipelines",
+        "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
+        "kwargs": {"repo_url": repo_url, "tracking_ref": branch, "subdir": "dags", "refresh_interval": refresh_s},
+    }
+    return {"AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle])}

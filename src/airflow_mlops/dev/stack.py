@@ -136,6 +136,14 @@ class Api:
         with self._errors(f"PATCH /api/v2/dags/{dag_id}"):
             DAGApi(self._authorized()).patch_dag(dag_id, DAGPatchBody(is_paused=paused), _request_timeout=self.TIMEOUT)
 
+    def bundle_version(self, dag_id: str) -> str | None:
+        """The version of its DAG bundle (a commit for a GitDagBundle) that a DAG was last parsed from."""
+        from airflow_client.client import DAGApi
+
+        with self._errors(f"GET /api/v2/dags/{dag_id}/details"):
+            details = DAGApi(self._authorized()).get_dag_details(dag_id, _request_timeout=self.TIMEOUT)
+        return details.bundle_version
+
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Up to 500 runs of ``dag_id`` by logical date, each as the API's JSON object (ISO 8601 dates)."""
         from airflow_client.client import DagRunApi

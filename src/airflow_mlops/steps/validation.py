@@ -197,8 +197,9 @@ def _detail(result: dict[str, Any], exception_info: dict[str, Any]) -> str:
     raised = _raised(exception_info)
     if raised:
         return f"error: {raised}"
-    if result.get("unexpected_percent") is not None:
-        return f"{result['unexpected_percent']:.1f}% unexpected"
+    if result.get("unexpected_percent") is not None:  # with a few of the values, to find them in the data
+        examples = list(dict.fromkeys(repr(v) for v in result.get("partial_unexpected_list") or []))[:3]
+        return f"{result['unexpected_percent']:.1f}% unexpected" + (f", e.g. {', '.join(examples)}" if examples else "")
     if "observed_value" in result:
         return f"observed {result['observed_value']!r}"[:200]
     return ""

@@ -1,0 +1,90 @@
+"""``airflow-mlops ci``'s spec and DAG checks on projects with every kind of fault; the small-data run
+refusing a sample that fails the raw gate. (scripts/test.sh runs the command on this repository.)"""
+
+import shutil
+import xml.etree.ElementTree as ET
+
+import pandas as pd
+
+from airflow_mlops.ci.checks import Project, check_dags, check_specs
+from airflow_mlops.dev.cli import main
+from tests.conftest import SPEC_PATH, spec_variant
+
+GOOD_DAG = """
+from datetime import datetime
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG
+with DAG("{dag_id}", start_date=datetime(2026, 1, 1), schedule=None, tags=["t"],
+         default_args={{"owner": "team", "retries": 2}}):
+    EmptyOperator(task_id="a") >> EmptyOperator(task_id="b")
+"""
+
+
+def verdicts(checks) -> dict[str, tuple[bool, str]]:
+    return {c.name: (c.ok, c.detail) for c in checks}
+
+
+def test_dag_files_are_checked_for_errors_cycles_owner_tags_retries_ml_imports_and_parse_time(tmp_path):
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "good.py").write_text(GOOD_DAG.format(dag_id="good"))
+    (dags / "broken.py").write_text("from airflow.sdk import DAG\nimport no_such_module_here\n")
+    (dags / "cycle.py").write_text(
+        GOOD_DAG.format(dag_id="cycle")
+        .replace('"b")', '"b") >> a')
+        .replace('EmptyOperator(task_id="a") >>', 'a = EmptyOperator(task_id="a")\n    a >>')
+    )
+    (dags / "bare.py").write_text(
+        GOOD_DAG.format(dag_id="bare").replace(', tags=["t"]', "").replace('"owner": "team", "retries": 2', "")
+    )
+    (dags / "heavy.py").write_text("import sklearn\n" + GOOD_DAG.format(dag_id="heavy"))
+    (dags / "slow.py").write_text("import time\ntime.sleep(0.15)\n" + GOOD_DAG.format(dag_id="slow"))
+    found = verdicts(check_dags(Project.at(tmp_path)))
+    assert found["dags/good.py imports"] == (True, "no import error") and found["good (dags/good.py)"][0]
+    assert not found["dags/broken.py imports"][0] and "no_such_module_here" in found["dags/broken.py imports"][1]
+    assert not found["dags/cycle.py imports"][0] and "cycle" in found["dags/cycle.py imports"][1].lower()
+    ok, detail = found["bare (dags/bare.py)"]
+    assert not ok and "no owner" in detail and "no tags" in detail and "without retries: a, b" in detail
+    assert found["no ML library at parse time"] == (False, "imported while parsing: sklearn (import them inside tasks)")
+    ok, detail = found["dags/slow.py parse time"]
+    assert not ok and "over the 100 ms budget" in detail
+    assert found["dags/good.py parse time"][0]
+
+
+def test_specs_are_checked_one_by_one_and_together(tmp_path):
+    specs = tmp_path / "include" / "pipelines"
+    specs.mkdir(parents=True)
+    shutil.copy(spec_variant(tmp_path, "churn"), specs / "churn.yaml")
+    shutil.copy(spec_variant(tmp_path, "again", name="again"), specs / "again.yaml")  # same feature view
+    (specs / "broken.yaml").write_text(SPEC_PATH.read_text().replace("window_days: 21", "window_dayz: 21"))
+    checks, valid = check_specs(Project.at(tmp_path))
+    found = verdicts(checks)
+    assert found["include/pipelines/churn.yaml"][0] and found["include/pipelines/again.yaml"][0]
+    assert (
+        not found["include/pipelines/broken.yaml"][0]
+        and "training.window_dayz" in found["include/pipelines/broken.yaml"][1]
+    )
+    ok, detail = found["one stack"]
+    assert not ok and "features.feature_view 'customer_features'" in detail
+    assert valid == []  # nothing runs when the specs cannot live on one stack
+    checks, _ = check_specs(Project.at(tmp_path / "empty"))
+    assert [c.ok for c in checks] == [False] and "no pipeline spec" in checks[0].detail
+
+
+def test_a_sample_day_that_fails_the_raw_gate_fails_ci_naming_day_and_column(tmp_path, capsys):
+    project = tmp_path / "acme"
+    assert main(["init", "acme", "--path", str(project)]) == 0
+    [first, *_] = sorted((project / "include/samples/acme/raw/acme/snapshots").glob("date=*/*.parquet"))
+    frame = pd.read_parquet(first)
+    frame.loc[:10, "plan"] = "gold"
+    frame.to_parquet(first, index=False)
+    junit = tmp_path / "reports" / "ci.xml"
+    assert main(["ci", str(project), "--junit", str(junit), "--log", str(tmp_path / "run.log")]) == 1
+    out = capsys.readouterr().out
+    day = first.parent.name.removeprefix("date=")
+    assert f"FAIL  acme   features: the raw data gate blocked {day}" in out and "plan" in out
+    assert "FAIL  acme   training: not run: features failed" in out
+    root = ET.parse(junit).getroot()
+    assert (root.get("tests"), root.get("failures")) == ("16", "6")
+    [case] = [c for c in root.iter("testcase") if c.get("name") == "features"]
+    assert "gold" in case.find("failure").text
