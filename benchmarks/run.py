@@ -4,7 +4,8 @@ side, in one run, each side in its own process.
     python benchmarks/run.py            # default cases, a few minutes on 2 cores
     python benchmarks/run.py --large    # adds drift on 10M rows and the training pipeline on 1M rows
 
-Cases: DAG parse time (``airflow dags report``); the drift decision against Evidently's
+Cases: DAG parse time (``airflow dags report``); ``airflow-mlops ci`` on the churn project against
+its 3-minute target; the drift decision against Evidently's
 ``DataDriftPreset``; materialisation into Feast's SQLite and Redis online stores against Feast's
 ``materialize``; online predictions (latency and throughput) against Feast's SDK plus MLflow's scoring
 server, in a second table; with ``--large``, the training pipeline through Airflow against the same steps in one
@@ -23,6 +24,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ci
 import drift
 import materialize
 import parse
@@ -39,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.monotonic()
-    rows: list[Row] = [*parse.run(), *drift.run(args.drift_rows)]
+    rows: list[Row] = [*parse.run(), *ci.run(), *drift.run(args.drift_rows)]
     for store in ("sqlite", "redis"):
         rows.append(Row(**materialize.run(args.materialize_rows, 10, store)))
     if args.large:

@@ -100,7 +100,7 @@ def register_candidate(
         params={"trainer": "lr"},
         tags={"logical_date": as_of, "trigger": "test", "training_set": "x"},
         training_key=key,
-        input_example=split.holdout[spec.data.feature_names].head(3),
+        input_example=training.model_input(split.holdout, spec.data).head(3),
         artifacts={"validation/training_set.json": {"passed": True}},
     )
 

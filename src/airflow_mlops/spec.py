@@ -68,15 +68,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DTYPES = ("int64", "int32", "float64", "float32", "bool", "string", "category")
+CATEGORICAL_DTYPES = frozenset({"string", "category", "bool"})
+
+
 class Column(_Strict):
+    """A feature and its type as it lands: ``category`` accepts pandas categoricals (stored and scored as
+    strings, like ``string``); ``bool`` is a two-level categorical feature; the 32-bit types are kept
+    32-bit in the feature store."""
+
     name: Name
-    dtype: Literal["int64", "float64", "string"]
+    dtype: Literal[DTYPES]  # type: ignore[valid-type]
     max_null_fraction: float | None = Field(default=None, ge=0, le=1)
     """Overrides ``data.max_null_fraction`` for this column."""
 
     @property
     def categorical(self) -> bool:
-        return self.dtype == "string"
+        return self.dtype in CATEGORICAL_DTYPES
 
 
 class DataSpec(_Strict):
@@ -85,6 +93,7 @@ class DataSpec(_Strict):
     raw_path: str
     labels_path: str
     entity_key: Name
+    entity_key_dtype: Literal["int64", "string"] = "int64"  # Feast's INT64 or STRING join key
     timestamp_column: Name = "event_timestamp"
     label_column: Name
     features: list[Column] = Field(min_length=1)

@@ -75,7 +75,7 @@ def test_a_sample_day_that_fails_the_raw_gate_fails_ci_naming_day_and_column(tmp
     project = tmp_path / "acme"
     assert main(["init", "acme", "--path", str(project)]) == 0
     [first, *_] = sorted((project / "include/samples/acme/raw/acme/snapshots").glob("date=*/*.parquet"))
-    frame = pd.read_parquet(first)
+    frame = pd.read_parquet(first).astype({"plan": str})
     frame.loc[:10, "plan"] = "gold"
     frame.to_parquet(first, index=False)
     junit = tmp_path / "reports" / "ci.xml"

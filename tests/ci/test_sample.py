@@ -4,7 +4,7 @@ from datetime import date
 
 import pandas as pd
 
-from airflow_mlops.ci.sample import sample_days, stage, suite_bounds, synthesise
+from airflow_mlops.ci.sample import min_rows, sample_days, stage, suite_bounds, synthesise
 from airflow_mlops.keys import partition
 from airflow_mlops.steps.validation import validate_frame
 
@@ -12,8 +12,8 @@ FIRST = date(2026, 3, 1)
 
 
 def test_suite_bounds_read_ranges_sets_means_and_row_counts(spec):
-    bounds, min_rows = suite_bounds(spec.features.raw_suite, spec.training.training_suite)
-    assert min_rows == 500  # the training suite's, the larger
+    bounds = suite_bounds(spec.features.raw_suite, spec.training.training_suite)
+    assert (min_rows(spec.features.raw_suite), min_rows(spec.training.training_suite)) == (1, 500)
     assert (bounds["satisfaction_score"].low, bounds["satisfaction_score"].high) == (1, 5)
     assert bounds["contract_type"].values == ["month-to-month", "one-year", "two-year"]
     assert bounds["monthly_charges"].mean == (40, 120) and bounds["churned"].values == [0, 1]

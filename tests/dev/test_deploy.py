@@ -150,6 +150,8 @@ def test_deployments_move_the_bundle_runs_keep_their_commit_and_production_waits
         assert f"{c[:12]} has 0 successful DAG runs in staging, production needs 1" in capsys.readouterr().err
         assert deploy(project, "--env", "production", "--ref", b) == 0
         assert git(origin, "rev-parse", "deploy/production") == b
+        assert deploy(project, "--env", "production", "--ref", a) == 0  # rollback: A ran in staging too
+        assert f"production: deploy/production -> {a[:12]} (was {b[:12]})" in capsys.readouterr().out
 
         (project / "include" / "pipelines" / "acme.yaml").write_text("name: Acme\n")
         d = commit(project, "D: a broken spec")

@@ -105,3 +105,33 @@ def test_a_training_set_rebuilt_on_other_data_never_replaces_the_first(storage, 
     assert first["fingerprint"] != second["fingerprint"] and first["key"] != second["key"]
     assert storage.exists(first["key"]) and storage.exists(second["key"])
     assert features.build_training_set(feast_store, storage, spec, day(7))["key"] == second["key"]
+
+
+def test_the_offline_store_and_feast_keep_the_declared_types(storage, spec, scenario_root):
+    """A string entity key, a pandas categorical (stored as its strings), a bool, an int32 with a null."""
+    from airflow_mlops.spec import Column
+
+    kinds = {"contract_type": "category", "num_products": "int32", "satisfaction_score": "float32"}
+    features_ = [Column(name=c.name, dtype=kinds.get(c.name, c.dtype)) for c in spec.data.features]
+    data = spec.data.model_copy(
+        update={"features": [*features_, Column(name="autopay", dtype="bool")], "entity_key_dtype": "string"}
+    )
+    typed = spec.model_copy(update={"data": data})
+    landed = pd.read_parquet(scenario_root / partition(spec.data.raw_path, day(1)))
+    landed = landed.astype({"customer_id": str, "contract_type": "category", "satisfaction_score": "float32"})
+    landed["num_products"] = landed["num_products"].astype("Int32").mask(landed.index == 0)
+    landed["autopay"] = landed.index % 2 == 0
+    stored = read_partition(storage, features.write_offline(storage, typed, day(1), landed))
+    assert stored["customer_id"].tolist() == landed["customer_id"].tolist()
+    assert stored["contract_type"].tolist() == landed["contract_type"].astype(str).tolist()
+    assert not isinstance(stored["contract_type"].dtype, pd.CategoricalDtype)
+    assert str(stored["num_products"].dtype) == "Int32" and stored["num_products"].isna().sum() == 1
+    assert stored["autopay"].tolist() == landed["autopay"].tolist()
+    entity, view = features.definitions(typed, storage)
+    assert entity.value_type.name == "STRING"
+    assert {f.name: str(f.dtype) for f in view.schema if f.name in kinds or f.name == "autopay"} == {
+        "contract_type": "String",
+        "num_products": "Int32",
+        "satisfaction_score": "Float32",
+        "autopay": "Bool",
+    }

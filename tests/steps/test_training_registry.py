@@ -5,6 +5,7 @@ import sys
 from datetime import date
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from airflow_mlops.spec import MetricThresholdSpec, ModelSpec, SpecError
@@ -180,6 +181,38 @@ def test_infra_validation_loads_in_a_fresh_process(mlflow_target, spec, labelled
     assert result["rows"] == 7 and result["ok"]
     with pytest.raises(RuntimeError, match="failed to load or score"):
         registry.infra_validate(mlflow_target, "models:/churn_model/99", labelled[spec.data.feature_names].head(2))
+
+
+def test_the_dtypes_people_land_train_register_and_score_through_the_model_signature(mlflow_target, spec, labelled):
+    """A pandas categorical, a bool, 32-bit numbers: what the model was registered with is what batch
+    scoring (pyfunc, which enforces the signature), infra validation and online scoring hand it."""
+    from airflow_mlops.spec import Column
+    from airflow_mlops.steps.monitoring import score
+
+    kinds = {"contract_type": "category", "num_products": "int32", "satisfaction_score": "float32"}
+    features = [Column(name=c.name, dtype=kinds.get(c.name, c.dtype)) for c in spec.data.features]
+    features.append(Column(name="autopay", dtype="bool"))
+    typed = spec.model_copy(update={"data": spec.data.model_copy(update={"features": features})})
+    frame = labelled.astype({"contract_type": "category", "num_products": "int32", "satisfaction_score": "float32"})
+    frame["autopay"] = frame["customer_id"] % 3 == 0
+    candidate = register_candidate(mlflow_target, typed, frame, key="dtypes")
+    import mlflow
+
+    mlflow_target.client()  # sets the tracking and registry URIs
+    inputs = mlflow.models.get_model_info(candidate.model_uri).signature.inputs.input_dict()
+    assert {n: str(inputs[n].type) for n in kinds | {"autopay": ""}} == {
+        "contract_type": "DataType.string",
+        "num_products": "DataType.integer",
+        "satisfaction_score": "DataType.float",
+        "autopay": "DataType.boolean",
+    }
+    model = training.load_model(candidate.model_uri)
+    day = frame.tail(50)
+    assert isinstance(day["contract_type"].dtype, pd.CategoricalDtype)
+    scored = score(model, day, typed, candidate.version)  # MLflow's schema check used to refuse category here
+    assert scored["score"].between(0, 1).all() and len(scored) == 50
+    result = registry.infra_validate(mlflow_target, candidate.model_uri, training.model_input(day, typed.data))
+    assert result["ok"] and result["rows"] == 50
 
 
 def test_a_rerun_reuses_its_version_but_a_changed_model_or_holdout_trains_anew(mlflow_target, spec, labelled, storage):

@@ -46,6 +46,30 @@ def test_wrong_dtype_is_named(good, spec):
     assert "spec says int64" in report.blocking[0].detail
 
 
+def test_the_dtypes_people_land_are_accepted_where_they_fit_and_named_where_not(good, spec):
+    from airflow_mlops.spec import Column
+    from airflow_mlops.steps.validation import check_schema
+
+    kinds = {"contract_type": "category", "num_products": "int32", "satisfaction_score": "float32"}
+    features = [Column(name=c.name, dtype=kinds.get(c.name, c.dtype)) for c in spec.data.features]
+    data = spec.data.model_copy(update={"features": [*features, Column(name="autopay", dtype="bool")]})
+    landed = good.astype({"contract_type": "category", "num_products": "int32", "satisfaction_score": "float32"})
+    landed["autopay"] = landed["customer_id"] % 2 == 0
+    assert all(o.success for o in check_schema(landed, data, "day.parquet"))
+    assert all(o.success for o in check_schema(landed.astype({"num_products": "int64"}), data, "day.parquet"))
+
+    def failures(frame, data=data):
+        return {o.column: o.detail for o in check_schema(frame, data, "day.parquet") if not o.success}
+
+    assert failures(landed.assign(num_products=2**40)) == {
+        "num_products": f"values from {2**40} to {2**40} do not fit int32"
+    }
+    assert failures(landed.assign(autopay="yes")) == {"autopay": "dtype object, spec says bool"}
+    keyed = data.model_copy(update={"entity_key_dtype": "string"})
+    assert failures(landed, keyed) == {"customer_id": "dtype int64, spec says entity key (string)"}
+    assert failures(landed.astype({"customer_id": str}), keyed) == {}
+
+
 def test_null_surge_blocks(good, spec):
     frame = good.copy()
     frame.loc[frame.index[: len(frame) // 3], "monthly_charges"] = np.nan

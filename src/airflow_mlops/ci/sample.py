@@ -45,16 +45,22 @@ class Bounds:
     mean: tuple[float | None, float | None] = (None, None)
 
 
-def suite_bounds(*suites: Path) -> tuple[dict[str, Bounds], int]:
-    """Per-column bounds and the largest minimum row count of the suites' expectations."""
+def min_rows(suite: Path) -> int:
+    """The least rows a suite's ``expect_table_row_count_to_be_between`` asks for (0 without one)."""
+    counts = [
+        int(e.get("kwargs", {}).get("min_value") or 0)
+        for e in json.loads(suite.read_text()).get("expectations", [])
+        if e.get("type") == "expect_table_row_count_to_be_between"
+    ]
+    return max(counts, default=0)
+
+
+def suite_bounds(*suites: Path) -> dict[str, Bounds]:
+    """Per-column bounds of the suites' expectations."""
     bounds: dict[str, Bounds] = {}
-    min_rows = 0
     for suite in suites:
         for expectation in json.loads(suite.read_text()).get("expectations", []):
             kind, kwargs = expectation.get("type", ""), expectation.get("kwargs", {})
-            if kind == "expect_table_row_count_to_be_between":
-                min_rows = max(min_rows, int(kwargs.get("min_value") or 0))
-                continue
             if "column" not in kwargs:
                 continue
             column = bounds.setdefault(kwargs["column"], Bounds())
@@ -65,7 +71,7 @@ def suite_bounds(*suites: Path) -> tuple[dict[str, Bounds], int]:
                 column.values = list(kwargs.get("value_set") or [])
             elif kind == "expect_column_mean_to_be_between":
                 column.mean = (kwargs.get("min_value"), kwargs.get("max_value"))
-    return bounds, min_rows
+    return bounds
 
 
 def _tighter(current: float | None, new: float | None, pick: Any) -> float | None:
@@ -94,9 +100,10 @@ def synthesise(spec: PipelineSpec, root: Path, first_day: date) -> list[date]:
     """Write :func:`sample_days` days of raw partitions and their labels (arriving the same day) under
     ``root``, valid for the spec's suites; the same spec always gives the same files."""
     data = spec.data
-    bounds, min_rows = suite_bounds(spec.features.raw_suite, spec.training.training_suite)
-    days = sample_days(spec)
-    rows = max(ROWS_PER_DAY, min_rows, math.ceil(1.5 * min_rows / days))
+    bounds = suite_bounds(spec.features.raw_suite, spec.training.training_suite)
+    days = sample_days(spec)  # each day as the raw suite wants it, together what the training suite wants
+    training_rows = math.ceil(1.5 * min_rows(spec.training.training_suite) / days)
+    rows = max(ROWS_PER_DAY, min_rows(spec.features.raw_suite), training_rows)
     rng = np.random.default_rng(SEED)
     weights = {c.name: rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.0) for c in data.features}
     label = bounds.get(data.label_column, Bounds())
@@ -106,24 +113,30 @@ def synthesise(spec: PipelineSpec, root: Path, first_day: date) -> list[date]:
     written = []
     for index in range(days):
         ds = first_day + timedelta(days=index)
+        ids = np.arange(1, rows + 1, dtype="int64")
         frame = pd.DataFrame(
             {
-                data.entity_key: np.arange(1, rows + 1, dtype="int64"),
+                data.entity_key: [f"{data.entity_key}-{i:06d}" for i in ids]
+                if data.entity_key_dtype == "string"
+                else ids,
                 data.timestamp_column: pd.Timestamp(datetime.combine(ds, datetime.min.time(), UTC)),
             }
         )
         signal = np.zeros(rows)
         for column in data.features:
             column_bounds = bounds.get(column.name, Bounds())
-            if column.categorical:
+            if column.dtype == "bool":
+                codes = rng.integers(0, 2, rows)
+                frame[column.name] = codes.astype(bool)
+            elif column.categorical:  # as it lands: a pandas categorical for "category", strings otherwise
                 levels = [str(v) for v in column_bounds.values] or [f"{column.name}_{k}" for k in "abc"]
                 codes = rng.integers(0, len(levels), rows)
-                frame[column.name] = pd.Series(np.asarray(levels, dtype=object)[codes], dtype="string")
-                signal += weights[column.name] * (codes - codes.mean()) / max(codes.std(), 1e-9)
+                labels = np.asarray(levels, dtype=object)[codes]
+                frame[column.name] = pd.Categorical(labels, categories=levels) if column.dtype == "category" else labels
             else:
-                values = _numbers(rng, column_bounds, rows, integer=column.dtype == "int64")
-                frame[column.name] = values
-                signal += weights[column.name] * (values - values.mean()) / max(float(values.std()), 1e-9)
+                codes = _numbers(rng, column_bounds, rows, integer=column.dtype.startswith("int"))
+                frame[column.name] = codes.astype(column.dtype)
+            signal += weights[column.name] * (codes - codes.mean()) / max(float(codes.std()), 1e-9)
         signal = 2.5 * signal / math.sqrt(len(data.features))
         probability = 1 / (1 + np.exp(-(signal + _logit_offset(signal, positive_rate))))
         labels = frame[[data.entity_key, data.timestamp_column]].assign(

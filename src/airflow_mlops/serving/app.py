@@ -86,7 +86,8 @@ def settle(done: asyncio.Future[Scored], result: Scored | None = None, error: Ex
 
 
 INT64 = {"ge": -(2**63), "le": 2**63 - 1}  # Feast's INT64 join key: a larger id is a bad request, not a 500
-EntityId = Annotated[int, Field(**INT64)]
+# an INT64 or a STRING join key, as the spec's data.entity_key_dtype says (checked per request)
+EntityId = Annotated[int, Field(**INT64)] | Annotated[str, Field(min_length=1, max_length=512)]
 
 
 class PredictRequest(BaseModel):
@@ -94,7 +95,7 @@ class PredictRequest(BaseModel):
 
 
 class Prediction(BaseModel):
-    id: int
+    id: int | str
     score: float
 
 
@@ -103,7 +104,7 @@ class PredictResponse(BaseModel):
     model: str
     version: str
     predictions: list[Prediction]
-    unknown: list[int] = Field(description="ids with no features in the online store: not scored")
+    unknown: list[int | str] = Field(description="ids with no features in the online store: not scored")
 
 
 def create_app(
@@ -135,7 +136,17 @@ def create_app(
 
     app = FastAPI(title=f"{spec.name} predictions", lifespan=lifespan)
 
+    keyed_by_text = spec.data.entity_key_dtype == "string"
+
+    def typed(ids: list[Any]) -> list[Any]:
+        """The ids, each of the key's type: a string for a string key, an integer otherwise (422 if not)."""
+        wrong = [i for i in ids if isinstance(i, str) != keyed_by_text]
+        if wrong:
+            raise HTTPException(422, f"{key} is a key of type {spec.data.entity_key_dtype}, got {wrong[:5]}")
+        return ids
+
     async def scored(ids: list[Any]) -> Scored:
+        typed(ids)
         try:
             return await batcher.submit(ids)
         except NoChampion as exc:
@@ -154,12 +165,20 @@ def create_app(
         )
 
     @app.get("/predict/{entity_id}")
-    async def predict_one(entity_id: Annotated[int, Path(**INT64)]) -> dict[str, Any]:
+    async def predict_one(entity_id: Annotated[str, Path(min_length=1, max_length=512)]) -> dict[str, Any]:
         """The score of one id; 404 when the online store has no features for it."""
-        result = await scored([entity_id])
+        entity: int | str = entity_id
+        if not keyed_by_text:
+            try:
+                entity = int(entity_id)
+            except ValueError:
+                raise HTTPException(422, f"{key} is a key of type int64, got {entity_id!r}") from None
+            if not INT64["ge"] <= entity <= INT64["le"]:
+                raise HTTPException(422, f"{key} {entity_id} is out of the int64 range")
+        result = await scored([entity])
         if result.unknown:
             raise HTTPException(404, f"no online features for {key} {entity_id} in {spec.features.feature_view}")
-        return {key: entity_id, "score": result.scores[entity_id], "version": result.version}
+        return {key: entity, "score": result.scores[entity], "version": result.version}
 
     @app.get("/health")
     def health() -> dict[str, Any]:

@@ -147,8 +147,8 @@ class ReferenceProfile:
 def _finite(values: pd.Series, kind: str) -> Any:
     """The column without nulls (and, when numeric, without infinities), as Evidently cleans it:
     a float array for numeric columns, a series (keeping a categorical dtype cheap) otherwise."""
-    if kind == "numerical":
-        array = np.asarray(values, dtype=np.float64)
+    if kind == "numerical":  # a nullable Int32 column's NA becomes NaN here
+        array = values.astype(np.float64).to_numpy()
         return array[np.isfinite(array)]
     return values.dropna()
 
@@ -320,11 +320,19 @@ def _scores_for_report(result: DriftResult) -> Iterator[None]:
 
 
 def report_sample(frame: pd.DataFrame, data: DataSpec, seed: int) -> pd.DataFrame:
-    """At most ``REPORT_SAMPLE_ROWS`` rows of the feature columns, drawn without copying the whole frame."""
+    """At most ``REPORT_SAMPLE_ROWS`` rows of the feature columns, drawn without copying the whole frame,
+    in the types Evidently's report handles whatever the stored dtypes (nullable Int32, boolean, string)."""
     rows = np.arange(len(frame))
     if len(frame) > REPORT_SAMPLE_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(len(frame), REPORT_SAMPLE_ROWS, replace=False))
-    return frame.iloc[rows][data.feature_names].reset_index(drop=True)
+    sample = frame.iloc[rows][data.feature_names].reset_index(drop=True)
+    # the types Evidently handles: floats for numerical columns, Python objects (None for a null) otherwise
+    for column in data.features:
+        values = sample[column.name]
+        sample[column.name] = (
+            values.astype(object).where(values.notna(), None) if column.categorical else values.astype("float64")
+        )
+    return sample
 
 
 def render_report(

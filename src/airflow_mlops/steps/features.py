@@ -64,14 +64,36 @@ class FeastTarget:
         )
 
 
+# How each declared dtype is stored in the offline store (pandas dtypes; nullable where a day may hold
+# nulls, so an integer column with a missing value stays an integer column).
+STORED_DTYPES = {
+    "int64": "int64",
+    "int32": "Int32",
+    "float64": "float64",
+    "float32": "float32",
+    "bool": "boolean",
+    "string": "string",
+    "category": "string",
+}
+
+
 def definitions(spec: PipelineSpec, storage: Storage) -> list[Any]:
     from feast import Entity, FeatureView, Field, FileSource
     from feast.data_format import ParquetFormat
-    from feast.types import Float64, Int64, String
+    from feast.types import Bool, Float32, Float64, Int32, Int64, String
     from feast.value_type import ValueType
 
-    dtypes = {"int64": Int64, "float64": Float64, "string": String}
-    entity = Entity(name=spec.data.entity_key, join_keys=[spec.data.entity_key], value_type=ValueType.INT64)
+    dtypes = {
+        "int64": Int64,
+        "int32": Int32,
+        "float64": Float64,
+        "float32": Float32,
+        "bool": Bool,
+        "string": String,
+        "category": String,
+    }
+    key_type = ValueType.STRING if spec.data.entity_key_dtype == "string" else ValueType.INT64
+    entity = Entity(name=spec.data.entity_key, join_keys=[spec.data.entity_key], value_type=key_type)
     source = FileSource(
         name=f"{spec.name}_{spec.features.feature_view}_source",
         path=storage.location(keys.offline_prefix(spec)),
@@ -97,13 +119,16 @@ def apply(store: Any, spec: PipelineSpec, storage: Storage) -> None:
 
 def write_offline(storage: Storage, spec: PipelineSpec, ds: date, frame: pd.DataFrame) -> str:
     """Replace the day's offline partition with the validated rows: only the spec's columns, each cast to its
-    declared type (an int32 landed one day and int64 the next must not give Feast two schemas)."""
+    declared type (an int32 landed one day and int64 the next must not give Feast two schemas; a pandas
+    categorical is stored as the strings it holds)."""
     columns = [spec.data.entity_key, spec.data.timestamp_column, *spec.data.feature_names]
     key = keys.offline_partition(spec, ds)
     clean = frame[columns].copy()
     clean[spec.data.timestamp_column] = pd.to_datetime(clean[spec.data.timestamp_column], utc=True)
-    numeric = {c.name: c.dtype for c in spec.data.features if c.dtype != "string"}
-    clean = clean.astype({spec.data.entity_key: "int64", **numeric})
+    clean = clean.astype(
+        {spec.data.entity_key: STORED_DTYPES[spec.data.entity_key_dtype]}
+        | {c.name: STORED_DTYPES[c.dtype] for c in spec.data.features}
+    )
     data = clean.to_parquet(index=False)
     storage.replace_folder(key, {"part.parquet": data})
     return key
@@ -192,9 +217,10 @@ def feature_refs(spec: PipelineSpec) -> list[str]:
     return [f"{spec.features.feature_view}:{name}" for name in spec.data.feature_names]
 
 
-def online_features(store: Any, spec: PipelineSpec, entity_ids: list[int]) -> pd.DataFrame:
+def online_features(store: Any, spec: PipelineSpec, entity_ids: list[Any]) -> pd.DataFrame:
     refs = feature_refs(spec)
-    rows = [{spec.data.entity_key: int(i)} for i in entity_ids]
+    cast = str if spec.data.entity_key_dtype == "string" else int
+    rows = [{spec.data.entity_key: cast(i)} for i in entity_ids]
     return store.get_online_features(features=refs, entity_rows=rows).to_df()
 
 

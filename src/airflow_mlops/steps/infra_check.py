@@ -1,7 +1,8 @@
 """Infra validation's child process: load a registered model as pyfunc, score the rows read from stdin
-(pandas' JSON ``table`` format) and print one JSON line. Run by :func:`airflow_mlops.steps.registry.infra_validate`
-as ``python -m airflow_mlops.steps.infra_check MODEL_URI TRACKING_URI REGISTRY_URI``, in a fresh
-interpreter, as a scoring worker would load the model.
+(as parquet, which keeps their dtypes) and print one JSON line. Run by
+:func:`airflow_mlops.steps.registry.infra_validate` as
+``python -m airflow_mlops.steps.infra_check MODEL_URI TRACKING_URI REGISTRY_URI``, in a fresh interpreter,
+as a scoring worker would load the model.
 
 Exit status :data:`UNAVAILABLE` (``EX_TEMPFAIL``) means MLflow or the artifact store could not be reached
 while downloading the model: an outage to retry, not a verdict on the model.
@@ -9,6 +10,7 @@ while downloading the model: an outage to retry, not a verdict on the model.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import tempfile
@@ -39,7 +41,7 @@ def score(model: Any) -> int:
     import numpy as np
     import pandas as pd
 
-    frame = pd.read_json(sys.stdin, orient="table")
+    frame = pd.read_parquet(io.BytesIO(sys.stdin.buffer.read()))
     scores = np.asarray(model.predict(frame), dtype=float).reshape(len(frame), -1)[:, -1]
     ok = bool(np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all())
     print(json.dumps({"rows": len(frame), "ok": ok, "min": float(scores.min()), "max": float(scores.max())}))

@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 def score(model: Any, features: pd.DataFrame, spec: PipelineSpec, model_version: str) -> pd.DataFrame:
     """Champion scores for one day of features: entity, timestamp, score, and which model made it."""
-    probabilities = model.predict(features[spec.data.feature_names])
+    from airflow_mlops.steps.training import model_input
+
+    probabilities = model.predict(model_input(features, spec.data))
     scores = pd.DataFrame(probabilities).to_numpy(dtype=float)[:, -1]
     return pd.DataFrame(
         {

@@ -525,10 +525,11 @@ def validate_infra(
 ) -> dict[str, Any]:
     """Infra validation of a candidate on the newest rows of its training set; a candidate that fails is
     tagged rejected, and the :class:`RuntimeError` says why."""
+    from airflow_mlops.steps.training import model_input
     from airflow_mlops.storage import read_parquet
 
     frame = read_parquet(storage, candidate["training_set"])
-    sample = frame[spec.data.feature_names].tail(spec.training.infra_validation_rows)
+    sample = model_input(frame, spec.data).tail(spec.training.infra_validation_rows)
     try:
         return infra_validate(target, candidate["model_uri"], sample)
     except RuntimeError as exc:
@@ -552,18 +553,17 @@ def infra_validate(target: MlflowTarget, model_uri: str, sample: pd.DataFrame, t
             target.tracking_uri,
             target.registry_uri or target.tracking_uri,
         ],
-        input=sample.to_json(orient="table", index=False),
+        input=sample.to_parquet(index=False),  # parquet keeps every dtype as scoring will see it (int32, bool)
         capture_output=True,
-        text=True,
         timeout=timeout_s,
         check=False,
     )
-    tail = completed.stderr.strip().splitlines()[-5:]
+    tail = completed.stderr.decode(errors="replace").strip().splitlines()[-5:]
     if completed.returncode == infra_check.UNAVAILABLE:
         raise ConnectionError(f"infra validation could not download {model_uri} (retry): {tail}")
     if completed.returncode != 0:
         raise RuntimeError(f"infra validation: {model_uri} failed to load or score in a fresh process: {tail}")
-    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(completed.stdout.decode().strip().splitlines()[-1])
     if not result["ok"]:
         raise RuntimeError(f"infra validation: {model_uri} returned scores outside [0, 1] or NaN: {result}")
     return result

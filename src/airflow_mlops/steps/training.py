@@ -191,10 +191,19 @@ def load_model(model_uri: str, flavor: Literal["sklearn", "pyfunc"] = "pyfunc") 
         ) from exc
 
 
+def model_input(frame: pd.DataFrame, data: DataSpec) -> pd.DataFrame:
+    """The feature columns as every model of a pipeline sees them, in training, in its signature, in infra
+    validation and in batch and online scoring: categorical features as Python strings (a pandas
+    categorical or string dtype would not match the signature MLflow checks scoring input against)."""
+    columns = frame[data.feature_names]
+    text = [c.name for c in data.features if c.dtype in ("string", "category") and columns[c.name].dtype != object]
+    return columns.astype(dict.fromkeys(text, object)) if text else columns
+
+
 def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame) -> Any:
     try:  # unknown or ill-typed trainer params surface as TypeErrors from the estimator
         pipeline = build_model(model, data)
-        pipeline.fit(train[data.feature_names], train[data.label_column].astype(int))
+        pipeline.fit(model_input(train, data), train[data.label_column].astype(int))
     except TypeError as exc:
         raise SpecError(f"training.model.params {model.params} rejected by {model.trainer}: {exc}") from exc
     return pipeline
@@ -218,7 +227,7 @@ def evaluate(model: Any, frame: pd.DataFrame, data: DataSpec) -> dict[str, float
     y = frame[data.label_column].astype(int).to_numpy()
     if len(np.unique(y)) < 2:
         raise DataError(f"holdout of {len(y)} rows has a single class in '{data.label_column}': cannot score")
-    return classification_metrics(y, model.predict_proba(frame[data.feature_names])[:, 1])
+    return classification_metrics(y, model.predict_proba(model_input(frame, data))[:, 1])
 
 
 @dataclass(frozen=True)
@@ -294,7 +303,7 @@ def train_candidate(
         },
         tags=tags,
         training_key=key,
-        input_example=split.holdout[spec.data.feature_names].head(5),
+        input_example=model_input(split.holdout, spec.data).head(5),
         artifacts={"validation/training_set.json": validation or {}, "spec.json": spec.model_dump(mode="json")},
     )
     return candidate_record(target, spec, training_set, candidate)

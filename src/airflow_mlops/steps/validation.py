@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from airflow_mlops import keys
@@ -20,7 +21,19 @@ from airflow_mlops.contracts import ValidationRecord
 from airflow_mlops.spec import DataSpec, PipelineSpec
 from airflow_mlops.storage import DataError, Storage, read_partition
 
-_DTYPE_KINDS = {"int64": "iu", "float64": "fiu", "string": "OSU"}
+_DTYPE_KINDS = {  # numpy dtype kinds each declared dtype accepts (a category column's kind is 'O')
+    "int64": "iu",
+    "int32": "iu",
+    "float64": "fiu",
+    "float32": "fiu",
+    "bool": "b",
+    "string": "OSU",
+    "category": "OSU",
+}
+_RANGES = {  # what a 32-bit column can hold
+    "int32": (float(np.iinfo(np.int32).min), float(np.iinfo(np.int32).max)),
+    "float32": (float(np.finfo(np.float32).min), float(np.finfo(np.float32).max)),
+}
 
 
 @dataclass(frozen=True)
@@ -79,10 +92,15 @@ class ValidationFailed(DataError):
 
 
 def check_schema(frame: pd.DataFrame, data: DataSpec, source: str) -> list[Outcome]:
-    """The spec's columns must all be there with a compatible dtype: the entity key an integer, the
-    timestamp a timestamp, each feature its declared dtype."""
-    expected = [(data.entity_key, "entity key", "iu"), (data.timestamp_column, "timestamp", "M")]
-    expected += [(c.name, c.dtype, _DTYPE_KINDS[c.dtype]) for c in data.features]
+    """The spec's columns must all be there with a compatible dtype: the entity key its declared type, the
+    timestamp a timestamp, each feature its declared dtype (a narrower one is fine, a 32-bit column's
+    values must fit 32 bits)."""
+    key_kinds = _DTYPE_KINDS[data.entity_key_dtype]
+    expected = [(data.entity_key, f"entity key ({data.entity_key_dtype})", key_kinds)]
+    expected += [
+        (data.timestamp_column, "timestamp", "M"),
+        *((c.name, c.dtype, _DTYPE_KINDS[c.dtype]) for c in data.features),
+    ]
     outcomes = []
     for name, wanted, kinds in expected:
         if name not in frame.columns:
@@ -98,6 +116,10 @@ def check_schema(frame: pd.DataFrame, data: DataSpec, source: str) -> list[Outco
                 detail = (
                     f"an integer column with {int(column.isna().sum())} null(s) (read as float64); spec says {wanted}"
                 )
+        if ok and wanted in _RANGES and column.notna().any():
+            (low, high), values = _RANGES[wanted], column.dropna()
+            ok = bool(values.min() >= low and values.max() <= high)
+            detail = "" if ok else f"values from {values.min()} to {values.max()} do not fit {wanted}"
         outcomes.append(Outcome("schema: dtype", name, "block", ok, detail))
     if frame.empty:
         outcomes.append(Outcome("schema: not empty", None, "block", False, f"{source} has no rows"))
