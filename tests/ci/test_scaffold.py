@@ -62,7 +62,8 @@ def test_the_ci_definitions_are_valid_and_run_the_same_commands(project):
     # Jenkins publishes no schema: its declarative skeleton and the JUnit report it keeps are checked here
     jenkinsfile = (project / "Jenkinsfile").read_text()
     assert (
-        re.search(r"pipeline \{\s+agent .*\n.*stages \{", jenkinsfile, re.S) and "junit 'reports/ci.xml'" in jenkinsfile
+        re.search(r"pipeline \{\s+agent .*\n.*stages \{", jenkinsfile, re.S)
+        and "junit testResults: 'reports/ci.xml'" in jenkinsfile
     )
     assert jenkinsfile.count("{") == jenkinsfile.count("}")
     commands = ci_commands(project)
@@ -83,5 +84,8 @@ def test_init_refuses_a_bad_name_and_a_folder_in_use(tmp_path, capsys):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "notes.txt").write_text("mine")
     assert main(["init", "acme", "--path", str(tmp_path / "b")]) == 2
-    assert "is not empty" in capsys.readouterr().err and (tmp_path / "b" / "notes.txt").read_text() == "mine"
+    assert (
+        "exists and is not an empty folder" in capsys.readouterr().err
+        and (tmp_path / "b" / "notes.txt").read_text() == "mine"
+    )
     shutil.rmtree(tmp_path / "b")

@@ -183,6 +183,33 @@ def test_infra_validation_loads_in_a_fresh_process(mlflow_target, spec, labelled
         registry.infra_validate(mlflow_target, "models:/churn_model/99", labelled[spec.data.feature_names].head(2))
 
 
+def test_model_input_hands_models_numpy_types_whatever_pandas_read(spec):
+    from airflow_mlops.spec import Column
+
+    kinds = {"a": "int32", "b": "float32", "c": "bool", "d": "category", "e": "bool", "f": "int64"}
+    data = spec.data.model_copy(update={"features": [Column(name=n, dtype=k) for n, k in kinds.items()]})
+    frame = pd.DataFrame(
+        {
+            "a": pd.array([1, None], dtype="Int32"),
+            "b": pd.array([1.5, 2.5], dtype="Float32"),
+            "c": pd.array([True, False], dtype="boolean"),
+            "d": pd.Categorical(["x", None]),
+            "e": pd.array([True, None], dtype="boolean"),
+            "f": [3, 4],
+        }
+    )
+    typed = training.model_input(frame, data)
+    assert {n: str(t) for n, t in typed.dtypes.items()} == {
+        "a": "float64",  # a null: NaN
+        "b": "float32",
+        "c": "bool",
+        "d": "object",
+        "e": "object",
+        "f": "int64",
+    }
+    assert typed["d"].tolist() == ["x", None] and typed["e"].tolist() == [True, None]
+
+
 def test_the_dtypes_people_land_train_register_and_score_through_the_model_signature(mlflow_target, spec, labelled):
     """A pandas categorical, a bool, 32-bit numbers: what the model was registered with is what batch
     scoring (pyfunc, which enforces the signature), infra validation and online scoring hand it."""

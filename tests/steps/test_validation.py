@@ -64,7 +64,14 @@ def test_the_dtypes_people_land_are_accepted_where_they_fit_and_named_where_not(
     assert failures(landed.assign(num_products=2**40)) == {
         "num_products": f"values from {2**40} to {2**40} do not fit int32"
     }
-    assert failures(landed.assign(autopay="yes")) == {"autopay": "dtype object, spec says bool"}
+    assert failures(landed.assign(autopay="yes")) == {
+        "autopay": "values other than true, false and null; spec says bool"
+    }
+    with_nulls = landed.assign(
+        num_products=landed["num_products"].astype("Int32").mask(landed.index < 3),
+        autopay=landed["autopay"].astype(object).mask(landed.index < 3, None),
+    )
+    assert failures(with_nulls) == {"num_products": "an integer column with 3 null(s); spec says int32"}
     keyed = data.model_copy(update={"entity_key_dtype": "string"})
     assert failures(landed, keyed) == {"customer_id": "dtype int64, spec says entity key (string)"}
     assert failures(landed.astype({"customer_id": str}), keyed) == {}

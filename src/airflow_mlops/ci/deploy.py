@@ -12,21 +12,23 @@ environment's REST API. Rolling pipeline code back is deploying the earlier comm
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
-import tarfile
 import tempfile
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
 from airflow_mlops.ci.checks import Project, run_ci
 from airflow_mlops.ci.report import Check
 
 DEPLOY_FILE = "deploy.yaml"
 BRANCH = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
+REMOTE = r"^[A-Za-z0-9][\w.:/@+~-]*$"  # a remote's name or URL; never an option to git
+ENVIRONMENT = r"^[a-z][a-z0-9_]*$"  # also names its credentials' variables: STAGING_AIRFLOW_USERNAME
 
 
 class DeployRefused(Exception):
@@ -37,7 +39,7 @@ class EnvironmentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     branch: str = Field(pattern=BRANCH)  # the ref the environment's GitDagBundle tracks
-    api: str | None = None  # its Airflow's base URL, for environments that require runs here first
+    api: HttpUrl | None = None  # its Airflow's base URL, for environments that require runs here first
     after: str | None = None  # the environment a commit must have run in before this one
     min_successful_runs: int = Field(default=1, ge=1)
 
@@ -45,12 +47,14 @@ class EnvironmentSpec(BaseModel):
 class DeployConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    remote: str = "origin"  # the repository the bundles clone: where deploy pushes the branches
+    remote: str = Field(default="origin", pattern=REMOTE)  # the repository the bundles clone
     environments: dict[str, EnvironmentSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _gates_known(self) -> DeployConfig:
         for name, environment in self.environments.items():
+            if not re.match(ENVIRONMENT, name):
+                raise ValueError(f"environments.{name}: lowercase letters, digits and _, starting with a letter")
             if environment.after is None:
                 continue
             gate = self.environments.get(environment.after)
@@ -64,8 +68,7 @@ class DeployConfig(BaseModel):
 def load_config(project: Path) -> DeployConfig:
     path = project / DEPLOY_FILE
     try:
-        raw = yaml.safe_load(path.read_text())
-        return DeployConfig.model_validate(raw)
+        return DeployConfig.model_validate(yaml.safe_load(path.read_text()))
     except OSError as exc:
         raise DeployRefused(f"{path}: cannot read the deployment config: {exc.strerror}") from None
     except (yaml.YAMLError, ValidationError) as exc:
@@ -73,7 +76,10 @@ def load_config(project: Path) -> DeployConfig:
 
 
 def git(project: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True)
+    try:
+        done = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise DeployRefused("git is not installed here: deploy moves a git branch") from None
     if done.returncode != 0:
         raise DeployRefused(f"git {' '.join(args)} failed in {project}: {done.stderr.strip()}")
     return done.stdout.strip()
@@ -81,8 +87,13 @@ def git(project: Path, *args: str) -> str:
 
 def resolve(project: Path, ref: str) -> str:
     """The commit ``ref`` names (a branch, tag or sha); refused when there is none."""
+    if git(project, "rev-parse", "--is-inside-work-tree") != "true":
+        raise DeployRefused(f"{project} is not a git checkout: deploy delivers commits")
     done = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=project, capture_output=True, text=True
+        ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
+        cwd=project,
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         raise DeployRefused(f"{ref!r} is not a commit of the repository at {project}: nothing deployed")
@@ -91,39 +102,36 @@ def resolve(project: Path, ref: str) -> str:
 
 def deployed(project: Path, remote: str, branch: str) -> str | None:
     """The commit an environment's branch points at on the remote, if it exists yet."""
-    listed = git(project, "ls-remote", remote, f"refs/heads/{branch}")
+    listed = git(project, "ls-remote", "--end-of-options", remote, f"refs/heads/{branch}")
     return listed.split()[0] if listed else None
 
 
 def checkout(project: Path, commit: str, into: Path) -> Path:
-    """The commit's tree, as the environment's bundle will see it (no working-tree changes)."""
-    archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=project, capture_output=True, check=True)
-    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
-        tar.extractall(into, filter="data")
-    return into
+    """The project's folder at ``commit`` as the environment's bundle clones it (a clean clone of the
+    repository, not the working copy); the project may be a folder inside the repository."""
+    top, inside = git(project, "rev-parse", "--show-toplevel"), git(project, "rev-parse", "--show-prefix")
+    git(into.parent, "clone", "--quiet", "--shared", "--no-checkout", top, str(into))
+    git(into, "checkout", "--quiet", "--detach", commit)
+    shutil.rmtree(into / ".git")
+    return into / inside
 
 
 def successful_runs(environment: str, spec: EnvironmentSpec, commit: str, dag_ids: list[str]) -> int:
     """Successful DAG runs of ``dag_ids`` on ``commit`` in an environment, through its REST API, with the
-    credentials in ``<ENVIRONMENT>_AIRFLOW_USERNAME`` / ``_PASSWORD`` (default admin / admin)."""
+    credentials in ``<ENVIRONMENT>_AIRFLOW_USERNAME`` / ``_PASSWORD`` (default admin / admin, the embedded
+    stack's)."""
     from airflow_mlops.dev.stack import Api, StackError
 
-    prefix = environment.upper().replace("-", "_")
-    api = Api(
-        str(spec.api),
-        os.environ.get(f"{prefix}_AIRFLOW_USERNAME", "admin"),
-        os.environ.get(f"{prefix}_AIRFLOW_PASSWORD", "admin"),
-    )
-    known = None
+    prefix, url = environment.upper(), str(spec.api).rstrip("/")
+    username = os.environ.get(f"{prefix}_AIRFLOW_USERNAME", "admin")
+    api = Api(url, username, os.environ.get(f"{prefix}_AIRFLOW_PASSWORD", "admin"))
     try:
-        known = api.dag_ids()
-        runs = [run for dag_id in dag_ids if dag_id in known for run in api.runs(dag_id)]
-    except StackError as exc:
+        return sum(api.count_runs(dag_id, "success", commit) for dag_id in dag_ids)
+    except (StackError, KeyError, ValueError) as exc:
         raise DeployRefused(
-            f"{environment} Airflow at {spec.api} cannot be read ({exc}): cannot tell whether {commit[:12]} "
-            "ran there; nothing deployed"
+            f"{environment} Airflow at {url} cannot be read as {username!r} ({exc}): cannot tell whether "
+            f"{commit[:12]} ran there; nothing deployed"
         ) from None
-    return sum(1 for run in runs if run.get("bundle_version") == commit and run.get("state") == "success")
 
 
 @dataclass(frozen=True)
@@ -135,37 +143,39 @@ class Deployment:
     checks: list[Check]
 
 
-def deploy(project: Path, environment: str, ref: str = "HEAD", *, sample_run: bool = True) -> Deployment:
-    """Check, gate and move ``environment``'s branch to ``ref``'s commit; :class:`DeployRefused` otherwise."""
+def deploy(project: Project, environment: str, ref: str = "HEAD", *, sample_run: bool = True, log: Path) -> Deployment:
+    """Check, gate and move ``environment``'s branch to ``ref``'s commit; :class:`DeployRefused` otherwise.
+    The branch moves only from the commit it held when the deploy began (a deploy that raced another one
+    is refused, not silently undone)."""
     from airflow_mlops.spec import SpecError, load_specs
 
-    config = load_config(project)
+    root = project.root
+    config = load_config(root)
     target = config.environments.get(environment)
     if target is None:
-        raise DeployRefused(
-            f"{project / DEPLOY_FILE}: no environment {environment!r} ({', '.join(config.environments)})"
-        )
-    commit = resolve(project, ref)
+        raise DeployRefused(f"{root / DEPLOY_FILE}: no environment {environment!r} ({', '.join(config.environments)})")
+    commit = resolve(root, ref)
+    previous = deployed(root, config.remote, target.branch)
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-deploy-") as folder:
-        tree = checkout(project, commit, Path(folder))
-        checks = run_ci(Project.at(tree), sample_run=sample_run, log=Path(folder) / "ci" / "run.log")
+        tree = checkout(root, commit, Path(folder) / "tree")
+        at_commit = Project(tree, tree / project.relative(project.specs), tree / project.relative(project.dags))
+        checks = run_ci(at_commit, sample_run=sample_run, log=log)
         failed = [c for c in checks if not c.ok]
         if failed:
             reasons = "\n  ".join(f"{c.suite} / {c.name}: {c.detail}" for c in failed)
             raise DeployRefused(f"{commit[:12]} fails CI, nothing deployed to {environment}:\n  {reasons}")
         if target.after:
-            gate = config.environments[target.after]
             try:
-                specs = load_specs(Project.at(tree).specs)
+                specs = load_specs(at_commit.specs)
             except SpecError as exc:  # run_ci has passed them: only a race with the file system lands here
                 raise DeployRefused(str(exc)) from None
             dag_ids = [s.dag_id(kind) for s in specs for kind in ("features", "training", "monitoring")]
-            runs = successful_runs(target.after, gate, commit, dag_ids)
+            runs = successful_runs(target.after, config.environments[target.after], commit, dag_ids)
             if runs < target.min_successful_runs:
                 raise DeployRefused(
                     f"{commit[:12]} has {runs} successful DAG runs in {target.after}, {environment} needs "
                     f"{target.min_successful_runs}: deploy it to {target.after} first and let it run; nothing deployed"
                 )
-    previous = deployed(project, config.remote, target.branch)
-    git(project, "push", "--quiet", config.remote, f"+{commit}:refs/heads/{target.branch}")
+    lease = f"--force-with-lease=refs/heads/{target.branch}:{previous or ''}"
+    git(root, "push", "--quiet", lease, "--end-of-options", config.remote, f"+{commit}:refs/heads/{target.branch}")
     return Deployment(environment, target.branch, commit, previous, checks)

@@ -3,11 +3,14 @@ written as JUnit XML, which CI systems (GitHub Actions, Jenkins, GitLab) display
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # control characters XML 1.0 cannot hold
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,12 @@ def junit_xml(checks: Iterable[Check], path: Path) -> None:
         case = ET.SubElement(
             suite, "testcase", classname=f"airflow_mlops.ci.{check.suite}", name=check.name, time=f"{check.seconds:.3f}"
         )
+        detail = NOT_XML.sub("?", check.detail)  # details quote data values and log lines
         if check.ok:
-            ET.SubElement(case, "system-out").text = check.detail
+            ET.SubElement(case, "system-out").text = detail
         else:
             suite.set("failures", str(int(suite.get("failures", "0")) + 1))
-            ET.SubElement(case, "failure", message=check.detail[:500]).text = check.detail
+            ET.SubElement(case, "failure", message=detail[:500]).text = detail
     for name in ("tests", "failures"):
         root.set(name, str(sum(int(s.get(name, "0")) for s in suites.values())))
     path.parent.mkdir(parents=True, exist_ok=True)

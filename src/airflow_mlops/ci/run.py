@@ -243,6 +243,9 @@ def throwaway_stack(project: Path) -> Iterator[Path]:
         home = Path(folder)
         os.environ.update(embedded_env(home, project=project, api_port=18690))
         os.environ.update(GX_ANALYTICS_ENABLED="false", MLFLOW_DISABLE_TELEMETRY="true")
+        # only the throwaway stack's connections: never a secrets backend or config file of a real Airflow
+        os.environ.update(AIRFLOW__SECRETS__BACKEND="", AIRFLOW__WORKERS__SECRETS_BACKEND="")
+        os.environ.pop("AIRFLOW_CONFIG", None)
         from airflow.utils import db
 
         db.initdb()

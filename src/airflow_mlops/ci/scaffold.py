@@ -44,8 +44,10 @@ def scaffold(target: Path, pipeline: str, *, owner: str, today: date | None = No
 
     if not NAME.match(pipeline):
         raise SpecError(f"pipeline name {pipeline!r}: lowercase letters, digits and _, starting with a letter")
-    if target.exists() and any(target.iterdir()):
-        raise FileExistsError(f"{target} is not empty: give a new folder")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise FileExistsError(f"{target} exists and is not an empty folder: give a new folder")
+    if "+unknown" in __version__:  # the project's requirements.txt would pin a version that does not exist
+        raise ValueError("airflow-mlops runs from a source tree here, not an install: pip install it first")
     start = (today or date.today()) - timedelta(days=28)
     tokens = {
         "@pipeline@": pipeline,

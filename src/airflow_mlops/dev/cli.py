@@ -57,12 +57,11 @@ def _ci(args: argparse.Namespace) -> int:
 
 def _init(args: argparse.Namespace) -> int:
     from airflow_mlops.ci.scaffold import scaffold
-    from airflow_mlops.spec import SpecError
 
     target = args.path or Path(args.name)
     try:
         scaffold(target, args.name, owner=args.owner)
-    except (SpecError, FileExistsError) as exc:
+    except (ValueError, FileExistsError) as exc:  # a bad name (SpecError), a folder in use, no install
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"created {target}: pipeline {args.name!r}, with CI for GitHub Actions, Jenkins and GitLab")
@@ -71,12 +70,19 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from airflow_mlops.ci.checks import Project
     from airflow_mlops.ci.deploy import DeployRefused, deploy
 
+    project = Project.at(args.project, args.specs, args.dags)
+    log = args.log or Path(tempfile.mkdtemp(prefix="airflow-mlops-deploy-")) / "run.log"
     try:
-        done = deploy(args.project.resolve(), args.env, args.ref, sample_run=args.run)
+        done = deploy(project, args.env, args.ref, sample_run=args.run, log=log)
     except DeployRefused as exc:
         print(f"refused: {exc}", file=sys.stderr)
+        if log.exists():
+            print(f"log of the small-data run: {log}", file=sys.stderr)
         return 1
     was = done.previous[:12] if done.previous else "nothing"
     print(f"{done.environment}: {done.branch} -> {done.commit[:12]} (was {was}); {len(done.checks)} CI checks passed")
@@ -234,16 +240,16 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="run each pipeline end to end on its sample (default); --no-run: specs and DAG files only",
     )
+    checked.add_argument("--specs", type=Path, help="folder of pipeline specs (default: PROJECT/include/pipelines)")
+    checked.add_argument("--dags", type=Path, help="DAG folder (default: PROJECT/dags)")
+    checked.add_argument("--log", type=Path, help="where the small-data run's log goes (default: a temporary folder)")
     ci = commands.add_parser(
         "ci",
         parents=[checked],
         help="check a project as CI would: specs, DAG files, parse time, each pipeline end to end on a small sample",
     )
-    ci.add_argument("--specs", type=Path, help="folder of pipeline specs (default: PROJECT/include/pipelines)")
-    ci.add_argument("--dags", type=Path, help="DAG folder (default: PROJECT/dags)")
     ci.add_argument("--parse-budget-ms", type=float, default=100, help="most a DAG file may take to parse (100)")
     ci.add_argument("--junit", type=Path, help="write the results as JUnit XML here, for the CI system to show")
-    ci.add_argument("--log", type=Path, help="where the small-data run's log goes (default: a temporary folder)")
     ci.set_defaults(func=_ci)
 
     deliver = commands.add_parser(

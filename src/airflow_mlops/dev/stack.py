@@ -144,6 +144,23 @@ class Api:
             details = DAGApi(self._authorized()).get_dag_details(dag_id, _request_timeout=self.TIMEOUT)
         return details.bundle_version
 
+    def count_runs(self, dag_id: str, state: str, bundle_version: str) -> int:
+        """How many runs of ``dag_id`` in ``state`` ran ``bundle_version`` (filtered by the server: no page
+        limit in the way); 0 for a DAG the environment does not know."""
+        from airflow_client.client import DagRunApi
+        from airflow_client.client.exceptions import NotFoundException
+
+        try:
+            with self._errors(f"GET /api/v2/dags/{dag_id}/dagRuns?bundle_version={bundle_version}"):
+                reply = DagRunApi(self._authorized()).get_dag_runs(
+                    dag_id, state=[state], bundle_version=bundle_version, limit=1, _request_timeout=self.TIMEOUT
+                )
+        except StackError as exc:
+            if isinstance(exc.__cause__, NotFoundException):
+                return 0
+            raise
+        return reply.total_entries or 0
+
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Up to 500 runs of ``dag_id`` by logical date, each as the API's JSON object (ISO 8601 dates)."""
         from airflow_client.client import DagRunApi

@@ -193,11 +193,21 @@ def load_model(model_uri: str, flavor: Literal["sklearn", "pyfunc"] = "pyfunc") 
 
 def model_input(frame: pd.DataFrame, data: DataSpec) -> pd.DataFrame:
     """The feature columns as every model of a pipeline sees them, in training, in its signature, in infra
-    validation and in batch and online scoring: categorical features as Python strings (a pandas
-    categorical or string dtype would not match the signature MLflow checks scoring input against)."""
-    columns = frame[data.feature_names]
-    text = [c.name for c in data.features if c.dtype in ("string", "category") and columns[c.name].dtype != object]
-    return columns.astype(dict.fromkeys(text, object)) if text else columns
+    validation and in batch scoring: numpy types, never pandas' nullable or categorical ones (which
+    estimators reject and MLflow's signature check refuses): categorical features as Python objects (None
+    for a null), numbers as numpy numbers (NaN for a null float)."""
+    columns = frame[data.feature_names].copy()
+    for column in data.features:
+        values = columns[column.name]
+        if column.dtype == "bool" and not values.isna().any():
+            columns[column.name] = values.astype(bool)
+        elif column.categorical:
+            if values.dtype != object:
+                columns[column.name] = values.astype(object).where(values.notna(), None)
+        elif isinstance(values.dtype, pd.api.extensions.ExtensionDtype):  # Int32, Float32 (nullable)
+            numpy = values.dtype.numpy_dtype if hasattr(values.dtype, "numpy_dtype") else np.dtype("float64")
+            columns[column.name] = values.astype("float64" if values.isna().any() else numpy)
+    return columns
 
 
 def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame) -> Any:

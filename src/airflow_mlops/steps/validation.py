@@ -94,7 +94,8 @@ class ValidationFailed(DataError):
 def check_schema(frame: pd.DataFrame, data: DataSpec, source: str) -> list[Outcome]:
     """The spec's columns must all be there with a compatible dtype: the entity key its declared type, the
     timestamp a timestamp, each feature its declared dtype (a narrower one is fine, a 32-bit column's
-    values must fit 32 bits)."""
+    values must fit 32 bits). Integer features hold no nulls (declare a float when values may be missing);
+    booleans may."""
     key_kinds = _DTYPE_KINDS[data.entity_key_dtype]
     expected = [(data.entity_key, f"entity key ({data.entity_key_dtype})", key_kinds)]
     expected += [
@@ -116,6 +117,11 @@ def check_schema(frame: pd.DataFrame, data: DataSpec, source: str) -> list[Outco
                 detail = (
                     f"an integer column with {int(column.isna().sum())} null(s) (read as float64); spec says {wanted}"
                 )
+        if not ok and wanted == "bool" and column.dtype == object:  # booleans with nulls, as pyarrow reads them
+            ok = bool(column.dropna().map(lambda v: isinstance(v, bool | np.bool_)).all())
+            detail = "" if ok else f"values other than true, false and null; spec says {wanted}"
+        if ok and wanted in ("int64", "int32") and column.isna().any():  # a nullable Int64 column holding NA
+            ok, detail = False, f"an integer column with {int(column.isna().sum())} null(s); spec says {wanted}"
         if ok and wanted in _RANGES and column.notna().any():
             (low, high), values = _RANGES[wanted], column.dropna()
             ok = bool(values.min() >= low and values.max() <= high)
