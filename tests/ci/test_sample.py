@@ -3,10 +3,12 @@
 from datetime import date
 
 import pandas as pd
+import pytest
 
 from airflow_mlops.ci.sample import min_rows, sample_days, stage, suite_bounds, synthesise
 from airflow_mlops.keys import partition
 from airflow_mlops.steps.validation import validate_frame
+from airflow_mlops.storage import DataError
 
 FIRST = date(2026, 3, 1)
 
@@ -43,3 +45,7 @@ def test_a_kept_sample_is_used_as_is(spec, tmp_path):
     assert (lake / partition(spec.data.raw_path, FIRST) / "part-0.parquet").is_file()
     days, origin = stage(spec, tmp_path / "no-samples", tmp_path / "lake2", date(2020, 1, 1))
     assert days[0] == date(2020, 1, 1) and "synthesised" in origin
+    misplaced = tmp_path / "misplaced"
+    (misplaced / "include" / "samples" / "churn" / "customers").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"holds no raw partitions at raw/customers/date=YYYY-MM-DD/"):
+        stage(spec, misplaced, tmp_path / "lake3", FIRST)

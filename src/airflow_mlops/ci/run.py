@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,7 @@ class PipelineRun:
                 task.retries = 0
         self.days: list[date] = []
         self.checks: list[Check] = []
+        self.champion: Any = None  # the registered version training promoted
 
     def check(self, name: str, step: Callable[[], str]) -> bool:
         started = time.monotonic()
@@ -139,7 +141,7 @@ class PipelineRun:
             raise RunFailed(f"no model passed the gates: {'; '.join(r for r in reasons if r) or states}")
         self.champion = champion
         metric = self.spec.training.primary_metric
-        value = self.holdout_metrics()[metric]
+        value = self.holdout_metrics[metric]
         return (
             f"training set gate passed; {name} v{champion.version} registered, {metric} {value:.3f} on the holdout, "
             "passed the challenger gate, loaded and scored in a fresh interpreter (infra validation), @champion"
@@ -163,11 +165,13 @@ class PipelineRun:
         )
         return f"{ds} scored; drift report written, drift share {decision['drift_share']:.2f}; decision: {verdict}"
 
+    @cached_property
     def holdout_metrics(self) -> dict[str, float]:
         from airflow_mlops.contracts import holdout_metrics
 
         return holdout_metrics(self.target.client().get_run(self.champion.run_id).data.metrics)
 
+    @cached_property
     def training_split(self) -> Any:
         from airflow_mlops import keys
         from airflow_mlops.contracts import Tag
@@ -184,12 +188,12 @@ class PipelineRun:
         from airflow_mlops.spec import LOWER_IS_BETTER
         from airflow_mlops.steps.training import classification_metrics
 
-        split, label = self.training_split(), self.spec.data.label_column
+        split, label = self.training_split, self.spec.data.label_column
         rate = float(split.train[label].astype(int).mean())
         y = split.holdout[label].astype(int).to_numpy()
         metric = self.spec.training.primary_metric
         baseline = classification_metrics(y, np.full(len(y), rate))[metric]
-        value = self.holdout_metrics()[metric]
+        value = self.holdout_metrics[metric]
         better = value < baseline if metric in LOWER_IS_BETTER else value > baseline
         comparison = f"{metric} {value:.3f} on the holdout, {baseline:.3f} for a constant predictor ({rate:.2f})"
         if not better:
@@ -199,14 +203,14 @@ class PipelineRun:
     def reproducible(self) -> str:
         from airflow_mlops.steps import training
 
-        split = self.training_split()
+        split = self.training_split
         runs = [
             training.evaluate(
                 training.fit(self.spec.training.model, self.spec.data, split.train), split.holdout, self.spec.data
             )
             for _ in range(2)
         ]
-        registered = self.holdout_metrics()
+        registered = self.holdout_metrics
         differ = {
             m: (registered[m], runs[0][m], runs[1][m])
             for m in runs[0]

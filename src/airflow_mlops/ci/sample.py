@@ -19,6 +19,7 @@ import pandas as pd
 
 from airflow_mlops import keys
 from airflow_mlops.spec import PipelineSpec
+from airflow_mlops.storage import DataError
 
 ROWS_PER_DAY = 250
 SEED = 20260101
@@ -176,9 +177,10 @@ def stage(spec: PipelineSpec, project: Path, lake: Path, first_day: date) -> tup
     """Put the pipeline's sample into ``lake``: the project's own if it keeps one, else a synthesised one.
     Returns the days and where they came from."""
     kept = sample_root(project, spec)
-    if kept.is_dir():
-        days = kept_days(spec, kept)
-        if days:
-            shutil.copytree(kept, lake, dirs_exist_ok=True)
-            return days, f"sample partitions in {kept}"
-    return synthesise(spec, lake, first_day), "partitions synthesised from the data contract and suites"
+    if not kept.is_dir():
+        return synthesise(spec, lake, first_day), "partitions synthesised from the data contract and suites"
+    days = kept_days(spec, kept)
+    if not days:  # a kept sample in the wrong layout must not pass unnoticed on synthesised data
+        raise DataError(f"{kept} holds no raw partitions at {spec.data.raw_path}/date=YYYY-MM-DD/ (data.raw_path)")
+    shutil.copytree(kept, lake, dirs_exist_ok=True)
+    return days, f"sample partitions in {kept}"
