@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = ROOT / "include" / "pipelines" / "churn.yaml"
+DEV_TESTS = ROOT / "tests" / "dev"
 sys.path.insert(0, str(ROOT / "include" / "demo"))
 # Airflow reads its configuration on first import: point it at a throwaway embedded stack first.
 STACK_HOME = Path(tempfile.mkdtemp(prefix="airflow-mlops-tests-"))
@@ -33,6 +34,14 @@ from airflow_mlops.spec import ModelSpec, PipelineSpec, load_spec  # noqa: E402
 from airflow_mlops.storage import LocalStorage  # noqa: E402
 
 SMALL = churn_data.Scenario(days=16, customers=400, corrupt_day=3, covariate_shift_day=12, concept_shift_day=14)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/dev runs Airflow's own services: marked ``stack``, which scripts/test.sh runs
+    beside the others (they mostly wait on the scheduler)."""
+    for item in items:
+        if DEV_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.stack)
 
 
 @pytest.fixture(scope="session")
