@@ -22,13 +22,16 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = ROOT / "include" / "pipelines" / "churn.yaml"
 DEV_TESTS = ROOT / "tests" / "dev"
+RIDES = ROOT / "include" / "examples" / "rides"  # the regression example, a project of its own
 sys.path.insert(0, str(ROOT / "include" / "demo"))
+sys.path.insert(0, str(RIDES))
 # Airflow reads its configuration on first import: point it at a throwaway embedded stack first.
 STACK_HOME = Path(tempfile.mkdtemp(prefix="airflow-mlops-tests-"))
 os.environ.update(embedded_env(STACK_HOME, project=ROOT, api_port=18080))
 os.environ.update(GX_ANALYTICS_ENABLED="false", MLFLOW_DISABLE_TELEMETRY="true")
 
 import churn_data  # noqa: E402
+import rides_data  # noqa: E402
 
 from airflow_mlops.spec import ModelSpec, PipelineSpec, load_spec  # noqa: E402
 from airflow_mlops.storage import LocalStorage  # noqa: E402
@@ -83,6 +86,27 @@ def labelled(spec: PipelineSpec) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+@pytest.fixture(scope="session")
+def rides_spec() -> PipelineSpec:
+    return load_spec(RIDES / "include" / "pipelines" / "rides.yaml")
+
+
+@pytest.fixture(scope="session")
+def rides_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twelve days of the rides example's stations and counts; read-only."""
+    root = tmp_path_factory.mktemp("rides")
+    rides_data.write(root, days=12)
+    return root
+
+
+@pytest.fixture(scope="session")
+def rides_labelled(rides_lake: Path) -> pd.DataFrame:
+    """The rides example's snapshots joined with the counts that arrived for them: a training set."""
+    snapshots = pd.concat(pd.read_parquet(p) for p in sorted((rides_lake / "raw" / "stations").glob("*/*.parquet")))
+    counts = pd.concat(pd.read_parquet(p) for p in sorted((rides_lake / "raw" / "station_rides").glob("*/*.parquet")))
+    return snapshots.merge(counts, on=["station_id", "event_timestamp"]).reset_index(drop=True)
+
+
 def register_candidate(
     target: MlflowTarget,
     spec: PipelineSpec,
@@ -105,6 +129,7 @@ def register_candidate(
         run_name=f"churn-{as_of}",
         model_name=model_name or spec.registered_model_name,
         model=model,
+        task=spec.data.task,
         metrics=metrics,
         params={"trainer": "lr"},
         tags={"logical_date": as_of, "trigger": "test", "training_set": "x"},

@@ -120,7 +120,7 @@ def test_torch_is_an_extra_and_asking_for_it_without_says_which(installed) -> No
 
 
 def test_the_steps_pass_their_tests_on_the_installed_package(installed) -> None:
-    """The spec, the storage and the data steps (validation, features), imported from the wheel in the
+    """The spec, the storage, the task types and the data steps (validation, features), imported from the wheel in the
     fresh virtualenv, on its Python and its constraints' library versions. (Training, registry, drift and
     monitoring run there end to end in the init project's CI run above.)"""
     bin_dir, env = installed
@@ -131,6 +131,7 @@ def test_the_steps_pass_their_tests_on_the_installed_package(installed) -> None:
         "tests/steps/test_features.py",
         "tests/test_spec.py",
         "tests/test_storage.py",
+        "tests/test_task_types.py",
     ]
     run(
         [bin_dir / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not e2e", *tests], cwd=ROOT, env=env

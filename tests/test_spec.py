@@ -30,6 +30,47 @@ def test_demo_spec_is_valid_and_resolves_suites(spec):
     assert spec.dag_id("monitoring") == "churn_monitoring"
 
 
+def test_a_regression_pipeline_takes_its_own_metrics_and_trainers(rides_spec, tmp_path):
+    assert rides_spec.data.task == "regression" and rides_spec.training.primary_metric == "rmse"
+
+    def regression(raw):  # the demo turned regression, primary metric left to its default
+        raw["data"]["task"] = "regression"
+        del raw["training"]["primary_metric"]
+        raw["training"]["thresholds"] = {"rmse": {"threshold": 10}}
+        raw["monitoring"]["drift"]["min_performance"] = {"r2": 0.4}
+
+    assert load_spec(write_spec(tmp_path, regression)).training.primary_metric == "rmse"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda raw: raw["data"].update(task="regression"),
+            r"training.primary_metric: roc_auc is not a regression metric "
+            r"\(data.task: regression; use rmse, mae, r2, mape\)",
+        ),
+        (
+            lambda raw: (raw["data"].update(task="regression"), raw["training"].update(primary_metric="rmse")),
+            r"training.thresholds: roc_auc is not a regression metric",
+        ),
+        (
+            lambda raw: raw["monitoring"]["drift"].update(min_performance={"rmse": 3.0}),
+            r"monitoring.drift.min_performance: rmse is not a binary metric \(data.task: binary; use roc_auc, ",
+        ),
+        (
+            lambda raw: raw["training"]["model"].update(trainer="sklearn_ridge", params={}),
+            r"training.model.trainer sklearn_ridge does not learn binary tasks \(data.task: binary; use "
+            r"sklearn_gradient_boosting, sklearn_logistic_regression, torch_mlp\)",
+        ),
+        (lambda raw: raw["data"].update(task="ranking"), r"'data.task': Input should be 'binary' or 'regression'"),
+    ],
+)
+def test_a_task_its_metrics_and_trainer_must_fit_together(tmp_path, mutate, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(write_spec(tmp_path, mutate))
+
+
 def test_unknown_key_names_file_key_and_allowed_keys(tmp_path):
     path = write_spec(tmp_path, lambda raw: raw["training"].update(windw_days=3))
     with pytest.raises(SpecError) as error:

@@ -24,13 +24,19 @@ from pydantic import (
     model_validator,
 )
 
-TRAINERS = ("sklearn_gradient_boosting", "sklearn_logistic_regression", "torch_mlp")
+from airflow_mlops.task_types import ALL_METRICS, METRICS, PRIMARY_METRIC, TASK_TYPES, TaskType
+
+# The built-in trainers and the task types each one learns.
+TRAINERS: dict[str, tuple[TaskType, ...]] = {
+    "sklearn_gradient_boosting": ("binary", "regression"),
+    "sklearn_logistic_regression": ("binary",),
+    "sklearn_ridge": ("regression",),
+    "torch_mlp": ("binary", "regression"),
+}
 # Trainers of your own: ``package.module:function`` or a name in this entry point group (see
 # airflow_mlops.steps.training.resolve_trainer for the contract).
 TRAINER_ENTRY_POINTS = "airflow_mlops.trainers"
 TRAINER_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-METRICS = ("roc_auc", "accuracy", "f1", "log_loss")
-LOWER_IS_BETTER = frozenset({"log_loss"})
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=60)]
 # An executor queue as Celery and Airflow name them (task_instance.queue holds up to 256 characters).
@@ -93,6 +99,8 @@ class DataSpec(_Strict):
     raw_path: str
     labels_path: str
     entity_key: Name
+    # binary: a 0/1 label, scored with the positive class's probability; regression: a numeric label
+    task: Literal[TASK_TYPES] = "binary"  # type: ignore[valid-type]
     entity_key_dtype: Literal["int64", "string"] = "int64"  # Feast's INT64 or STRING join key
     timestamp_column: Name = "event_timestamp"
     label_column: Name
@@ -195,9 +203,10 @@ class TrainingSpec(_Strict):
     window_days: int = Field(default=28, ge=2)
     holdout_days: int = Field(default=4, ge=1)
     training_suite: Path
-    primary_metric: Literal[METRICS] = "roc_auc"  # type: ignore[valid-type]
+    # the metric models are compared on; by default the task's (roc_auc, rmse)
+    primary_metric: Literal[ALL_METRICS] = "roc_auc"  # type: ignore[valid-type]
     model: ModelSpec
-    thresholds: dict[Literal[METRICS], MetricThresholdSpec] = Field(min_length=1)  # type: ignore[valid-type]
+    thresholds: dict[Literal[ALL_METRICS], MetricThresholdSpec] = Field(min_length=1)  # type: ignore[valid-type]
     registered_model: Name | None = None
     # Queue of train_model, e.g. "gpu" for GPU workers; None keeps Airflow's [operators] default_queue.
     queue: QueueName | None = None
@@ -220,7 +229,7 @@ class DriftPolicySpec(_Strict):
 
     max_drifted_share: float = Field(default=0.5, gt=0, le=1)
     key_features: list[Name] = Field(default_factory=list)
-    min_performance: dict[Literal[METRICS], float] = Field(default_factory=dict)  # type: ignore[valid-type]
+    min_performance: dict[Literal[ALL_METRICS], float] = Field(default_factory=dict)  # type: ignore[valid-type]
     cooldown_days: int = Field(default=7, ge=0)
 
 
@@ -276,8 +285,37 @@ class PipelineSpec(_Strict):
     # sha256 of the spec file as read: which spec made a model version or a report (set by load_spec)
     digest: str | None = Field(default=None, exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_primary_metric(cls, raw: Any) -> Any:
+        """``training.primary_metric`` defaults to the task's own (``roc_auc``, ``rmse``)."""
+        task = (raw.get("data") or {}).get("task", "binary") if isinstance(raw, dict) else None
+        training = raw.get("training") if isinstance(raw, dict) else None
+        if task in PRIMARY_METRIC and isinstance(training, dict) and "primary_metric" not in training:
+            return {**raw, "training": {**training, "primary_metric": PRIMARY_METRIC[task]}}
+        return raw
+
     @model_validator(mode="after")
     def _cross_refs(self) -> PipelineSpec:
+        task, allowed = self.data.task, METRICS[self.data.task]
+        used = {
+            "training.primary_metric": [self.training.primary_metric],
+            "training.thresholds": list(self.training.thresholds),
+            "monitoring.drift.min_performance": list(self.monitoring.drift.min_performance),
+        }
+        for key, metrics in used.items():
+            wrong = [m for m in metrics if m not in allowed]
+            if wrong:
+                raise ValueError(
+                    f"{key}: {', '.join(wrong)} is not a {task} metric (data.task: {task}; use {', '.join(allowed)})"
+                )
+        trainer = self.training.model.trainer
+        if trainer in TRAINERS and task not in TRAINERS[trainer]:
+            fits = [name for name, tasks in TRAINERS.items() if task in tasks]
+            raise ValueError(
+                f"training.model.trainer {trainer} does not learn {task} tasks (data.task: {task}; "
+                f"use {', '.join(fits)})"
+            )
         known = set(self.data.feature_names)
         unknown = [f for f in self.monitoring.drift.key_features if f not in known]
         if unknown:

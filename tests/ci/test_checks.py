@@ -8,7 +8,7 @@ import pandas as pd
 
 from airflow_mlops.ci.checks import Project, check_dags, check_specs
 from airflow_mlops.dev.cli import main
-from tests.conftest import SPEC_PATH, spec_variant
+from tests.conftest import RIDES, SPEC_PATH, rides_data, spec_variant
 
 GOOD_DAG = """
 from datetime import datetime
@@ -88,3 +88,17 @@ def test_a_sample_day_that_fails_the_raw_gate_fails_ci_naming_day_and_column(tmp
     assert (root.get("tests"), root.get("failures")) == ("16", "6")
     [case] = [c for c in root.iter("testcase") if c.get("name") == "features"]
     assert "gold" in case.find("failure").text
+
+
+def test_the_regression_example_passes_ci_end_to_end_on_its_generators_data(tmp_path, capsys):
+    """include/examples/rides (data.task: regression, a string key, category, bool, int32 and float32
+    features) from landed days to the champion's predictions, as its README runs it."""
+    project = tmp_path / "rides"
+    shutil.copytree(RIDES, project, ignore=shutil.ignore_patterns("__pycache__"))
+    rides_data.write(project / "include" / "samples" / "rides", days=12)
+    assert main(["ci", str(project), "--log", str(tmp_path / "run.log")]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "PASS  rides  features: 12 days passed the raw gate" in out
+    assert "PASS  rides  model beats a constant predictor: rmse " in out
+    assert "PASS  rides  same seed, same metrics: refitted twice: rmse " in out and " r2 " in out
+    assert "PASS  rides  predictions finite and in range: 80 scores in" in out

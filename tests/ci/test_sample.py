@@ -36,6 +36,20 @@ def test_synthesised_days_pass_every_expectation_of_the_raw_suite_and_carry_a_le
     assert pd.read_parquet(again / partition(spec.data.raw_path, days[3])).equals(raw)
 
 
+def test_a_synthesised_regression_label_passes_the_training_suite_and_follows_the_features(rides_spec, tmp_path):
+    data = rides_spec.data
+    days = synthesise(rides_spec, tmp_path, FIRST)
+    raw = pd.concat(pd.read_parquet(tmp_path / partition(data.raw_path, d)) for d in days)
+    labels = pd.concat(pd.read_parquet(tmp_path / partition(data.labels_path, d)) for d in days)
+    joined = raw.merge(labels, on=[data.entity_key, data.timestamp_column])
+    suite = rides_spec.training.training_suite
+    report = validate_frame(joined, suite, data, source="sample", labelled=True)
+    assert report.passed and report.warnings == [], report.summary()
+    assert joined[data.label_column].nunique() > 100  # counts, not classes
+    numbers = joined[["rides_7d_avg", "capacity", "temperature_c", data.label_column]].astype(float)
+    assert numbers.corr()[data.label_column].drop(data.label_column).abs().max() > 0.2  # learnable
+
+
 def test_a_kept_sample_is_used_as_is(spec, tmp_path):
     project, lake = tmp_path / "project", tmp_path / "lake"
     kept = project / "include" / "samples" / "churn"

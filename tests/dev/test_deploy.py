@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -52,17 +52,25 @@ def staging(project: Path, origin: Path, home: Path) -> Iterator[Api]:
     argv = [cli, "up", "--project", project, "--home", home, "--port", str(API_PORT)]
     argv += ["--git-branch", "deploy/staging", "--git-repo", origin]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
     seen: list[str] = []
+
+    def read() -> None:  # all it prints, to the end: a full pipe would block the CLI (and its shutdown)
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def listed() -> bool:
+        assert process.poll() is None, "".join(seen)
+        return any(line.startswith("DAGs, paused") for line in seen)
+
     try:
-        deadline = time.monotonic() + 400
-        while not any(line.startswith("DAGs, paused") for line in seen):
-            assert process.poll() is None and time.monotonic() < deadline, "".join(seen)
-            seen.append(process.stdout.readline())
+        wait_for(listed, "airflow-mlops up to list the DAGs", timeout=400, interval=0.5)
         assert f"starting Airflow for branch deploy/staging of {origin}" in seen[0]
         yield Api(f"http://localhost:{API_PORT}")
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=120) in (0, 130)  # components get 30 s to stop, then SIGKILL
+        assert process.wait(timeout=120) in (0, 130), "".join(seen)  # components get 30 s, then SIGKILL
     finally:
         if process.poll() is None:  # SIGTERM: the CLI stops its components on the way out
             process.terminate()

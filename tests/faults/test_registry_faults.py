@@ -111,7 +111,7 @@ def test_infra_validation_during_an_outage_retries_and_never_rejects(
     mlflow_faults.clear()
     tags = through_proxy.client().get_model_version(model_name, candidate["version"]).tags
     assert Tag.DECISION not in tags, tags
-    assert registry.validate_infra(through_proxy, storage, spec, candidate)["ok"]
+    assert registry.validate_infra(through_proxy, storage, spec, candidate)["problem"] is None
 
 
 def test_a_stale_promotion_leaves_the_champion_and_says_why(through_proxy, spec, labelled, model_name):

@@ -132,10 +132,10 @@ def test_scores_and_performance(spec):
     assert scored["score"].eq(0.7).all() and scored["model_version"].eq("4").all()
     labels = churn_data.labels_arriving(SMALL, 2 + SMALL.label_delay_days)
     joined = scored.merge(labels, on=["customer_id", "event_timestamp"])
-    metrics = monitoring.performance(joined, "churned")
+    metrics = monitoring.performance(joined, spec.data)
     assert metrics["roc_auc"] == pytest.approx(0.5) and metrics["labelled_rows"] == len(frame)
     assert metrics["by_version"] == {"4": {key: value for key, value in metrics.items() if key != "by_version"}}
-    assert monitoring.performance(joined.iloc[0:0], "churned") is None
+    assert monitoring.performance(joined.iloc[0:0], spec.data) is None
 
 
 def test_performance_per_model_version_when_a_window_spans_a_promotion(spec):
@@ -143,7 +143,7 @@ def test_performance_per_model_version_when_a_window_spans_a_promotion(spec):
     frame = churn_data.snapshot(SMALL, 2)
     old, new = frame.iloc[: len(frame) // 2], frame.iloc[len(frame) // 2 :]
     scored = pd.concat([monitoring.score(Constant(), old, spec, "4"), monitoring.score(ByCharges(), new, spec, "5")])
-    metrics = monitoring.performance(scored.merge(labels, on=["customer_id", "event_timestamp"]), "churned")
+    metrics = monitoring.performance(scored.merge(labels, on=["customer_id", "event_timestamp"]), spec.data)
     assert set(metrics["by_version"]) == {"4", "5"}
     assert metrics["by_version"]["4"]["roc_auc"] == pytest.approx(0.5)
     assert metrics["by_version"]["5"]["roc_auc"] > 0.5
@@ -171,7 +171,7 @@ def test_performance_report_is_evidentlys_classification_report_of_the_same_rows
     assert record["report_key"] == keys.report(spec, day(5), "performance.html")
     html = storage.read_bytes(record["report_key"]).decode()
     assert f'{{"value": "{record["roc_auc"]:.3f}", "label": "ROC AUC"}}' in html  # the written report shows our AUC
-    snapshot = monitoring.evidently_performance(monitoring.labelled_predictions(storage, spec, day(5)), "churned")
+    snapshot = monitoring.evidently_performance(monitoring.labelled_predictions(storage, spec, day(5)), spec.data)
     shown = {m["config"]["type"].rsplit(":", 1)[-1]: m["value"] for m in snapshot.dict()["metrics"]}
     assert shown["RocAuc"] == pytest.approx(record["roc_auc"]) and shown["Accuracy"] == pytest.approx(
         record["accuracy"]
@@ -309,3 +309,23 @@ def test_a_challenger_that_fails_to_load_misses_its_day_but_the_champion_scores(
     assert scored["challenger_version"] is None and not storage.exists(keys.shadow_predictions(spec, day(3)))
     # outside shadow mode the challenger is not scored at all
     assert monitoring.score_day(target, storage, spec, day(3))["challenger_version"] is None
+
+
+def test_regression_performance_and_evidentlys_regression_report_agree(rides_spec, rides_labelled):
+    from airflow_mlops.steps import training
+
+    data = rides_spec.data
+    split = training.time_split(rides_labelled, "event_timestamp", 3)
+    model = training.fit(rides_spec.training.model, data, split.train)
+    scored = monitoring.score(model, split.holdout, rides_spec, "1")
+    labelled = scored.merge(split.holdout[["station_id", "event_timestamp", data.label_column]])
+    metrics = monitoring.performance(labelled, data)
+    assert metrics["rmse"] == pytest.approx(training.evaluate(model, split.holdout, data)["rmse"])
+    assert metrics["labelled_rows"] == len(split.holdout) and set(metrics["by_version"]) == {"1"}
+    shown = {
+        m["config"]["type"].rsplit(":", 1)[-1]: m["value"]
+        for m in monitoring.evidently_performance(labelled, data).dict()["metrics"]
+    }
+    assert shown["RMSE"] == pytest.approx(metrics["rmse"]) and shown["R2Score"] == pytest.approx(metrics["r2"])
+    assert shown["MAE"]["mean"] == pytest.approx(metrics["mae"])
+    assert monitoring.performance(labelled.assign(rides_next_day=3.0), data) is None  # R2 needs varying labels

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from airflow_mlops import task_types
 from airflow_mlops.spec import MetricThresholdSpec, ModelSpec, SpecError
 from airflow_mlops.steps import registry, training
 from airflow_mlops.storage import DataError
@@ -177,10 +178,49 @@ def test_a_challenger_in_shadow_leaves_the_champion_and_replaces_an_older_challe
 
 def test_infra_validation_loads_in_a_fresh_process(mlflow_target, spec, labelled):
     candidate = register_candidate(mlflow_target, spec, labelled, "k1")
-    result = registry.infra_validate(mlflow_target, candidate.model_uri, labelled[spec.data.feature_names].head(7))
-    assert result["rows"] == 7 and result["ok"]
+    result = registry.infra_validate(
+        mlflow_target, candidate.model_uri, labelled[spec.data.feature_names].head(7), "binary"
+    )
+    assert result["rows"] == 7 and result["problem"] is None
     with pytest.raises(RuntimeError, match="failed to load or score"):
-        registry.infra_validate(mlflow_target, "models:/churn_model/99", labelled[spec.data.feature_names].head(2))
+        registry.infra_validate(
+            mlflow_target, "models:/churn_model/99", labelled[spec.data.feature_names].head(2), "binary"
+        )
+
+
+@pytest.mark.parametrize("trainer", ["sklearn_gradient_boosting", "sklearn_ridge", "torch_mlp"])
+def test_each_regression_trainer_learns_the_counts(rides_labelled, rides_spec, trainer):
+    if trainer == "torch_mlp":
+        pytest.importorskip("torch", reason="the torch extra is not installed here")
+    data = rides_spec.data
+    split = training.time_split(rides_labelled, "event_timestamp", 3)
+    model = training.fit(
+        ModelSpec(trainer=trainer, params={"epochs": 40} if trainer == "torch_mlp" else {}), data, split.train
+    )
+    metrics = training.evaluate(model, split.holdout, data)
+    y = split.holdout[data.label_column].to_numpy(dtype=float)
+    constant = task_types.metrics("regression", y, task_types.constant_scores(split.train[data.label_column], len(y)))
+    assert set(metrics) == {"rmse", "mae", "r2", "mape"}
+    assert metrics["rmse"] < 0.6 * constant["rmse"] and metrics["r2"] > 0.6, (metrics, constant)
+
+
+def test_a_regressor_registers_and_scores_predicted_values_and_infra_validation_checks_them_for_the_task(
+    mlflow_target, rides_spec, rides_labelled
+):
+    from airflow_mlops.steps.monitoring import score
+
+    candidate = register_candidate(
+        mlflow_target, rides_spec, rides_labelled, "r1", trainer=ModelSpec(trainer="sklearn_ridge")
+    )
+    day = rides_labelled[rides_labelled["event_timestamp"] == rides_labelled["event_timestamp"].max()]
+    fitted = training.load_model(candidate.model_uri, "sklearn")
+    scored = score(training.load_model(candidate.model_uri), day, rides_spec, candidate.version)  # pyfunc
+    assert scored["score"].to_numpy() == pytest.approx(fitted.predict(training.model_input(day, rides_spec.data)))
+    assert scored["score"].max() > 1  # counts, not probabilities
+    sample = training.model_input(day, rides_spec.data)
+    assert registry.infra_validate(mlflow_target, candidate.model_uri, sample, "regression")["problem"] is None
+    with pytest.raises(RuntimeError, match=r"scored 80 rows: probabilities outside \[0, 1\]"):
+        registry.infra_validate(mlflow_target, candidate.model_uri, sample, "binary")
 
 
 def test_model_input_hands_models_numpy_types_whatever_pandas_read(spec):
@@ -238,8 +278,10 @@ def test_the_dtypes_people_land_train_register_and_score_through_the_model_signa
     assert isinstance(day["contract_type"].dtype, pd.CategoricalDtype)
     scored = score(model, day, typed, candidate.version)  # MLflow's schema check used to refuse category here
     assert scored["score"].between(0, 1).all() and len(scored) == 50
-    result = registry.infra_validate(mlflow_target, candidate.model_uri, training.model_input(day, typed.data))
-    assert result["ok"] and result["rows"] == 50
+    result = registry.infra_validate(
+        mlflow_target, candidate.model_uri, training.model_input(day, typed.data), "binary"
+    )
+    assert result["problem"] is None and result["rows"] == 50
 
 
 def test_a_rerun_reuses_its_version_but_a_changed_model_or_holdout_trains_anew(mlflow_target, spec, labelled, storage):
@@ -332,8 +374,10 @@ def test_a_trainer_of_your_own_trains_registers_and_loads_in_a_fresh_process(
     model = training.load_model(candidate.model_uri, "sklearn")
     assert "my-trainers==0.1" in registry.requirements(model)  # the model needs its trainer's package
     assert training.trainer_packages(trainer) == ["my-trainers==0.1"]  # part of its training key
-    result = registry.infra_validate(mlflow_target, candidate.model_uri, labelled[spec.data.feature_names].head(5))
-    assert result["ok"] and result["rows"] == 5
+    result = registry.infra_validate(
+        mlflow_target, candidate.model_uri, labelled[spec.data.feature_names].head(5), "binary"
+    )
+    assert result["problem"] is None and result["rows"] == 5
 
 
 @pytest.mark.parametrize(

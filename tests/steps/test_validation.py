@@ -153,6 +153,26 @@ def test_training_set_gate_blocks_a_set_with_one_class(good, spec):
     ).passed
 
 
+def test_a_label_that_does_not_fit_the_task_is_named_at_the_training_set_gate(good, spec, rides_spec, rides_labelled):
+    """The issue's case: counts as the label of a binary spec fail the gate, not sklearn in train_model."""
+    good = pd.concat([good, good], ignore_index=True)
+    counts = good.assign(churned=(good["customer_id"] % 7).astype(float) * 1.5)
+    report = validate_frame(counts, spec.training.training_suite, spec.data, source="set.parquet", labelled=True)
+    assert not report.passed
+    [label] = [f for f in report.summary()["blocking_failures"] if f.startswith("contract: label")]
+    assert label == (
+        "contract: label fits data.task binary on column 'churned' (a binary label is 0 or 1; found 7 distinct "
+        "values (0.0, 1.5, 3.0, 4.5, 6.0, ...): declare data.task)"
+    )
+    as_text = rides_labelled.assign(rides_next_day=rides_labelled["rides_next_day"].astype(str))
+    suite = rides_spec.training.training_suite
+    report = validate_frame(as_text, suite, rides_spec.data, source="set.parquet", labelled=True)
+    assert "a regression label is a number; found dtype object (e.g. " in " ".join(
+        report.summary()["blocking_failures"]
+    )
+    assert validate_frame(rides_labelled, suite, rides_spec.data, source="set.parquet", labelled=True).passed
+
+
 def test_quarantining_a_day_again_keeps_the_earlier_evidence(storage, spec, good):
     """A day landed, blocked, landed again and blocked again: both blocked versions stay in quarantine."""
     from airflow_mlops import keys

@@ -183,20 +183,17 @@ class PipelineRun:
         return training.time_split(frame, self.spec.data.timestamp_column, self.spec.training.holdout_days)
 
     def converges(self) -> str:
-        import numpy as np
+        from airflow_mlops import task_types
 
-        from airflow_mlops.spec import LOWER_IS_BETTER
-        from airflow_mlops.steps.training import classification_metrics
-
-        split, label = self.training_split, self.spec.data.label_column
-        rate = float(split.train[label].astype(int).mean())
-        y = split.holdout[label].astype(int).to_numpy()
+        split, data = self.training_split, self.spec.data
+        train = task_types.label_values(data.task, split.train[data.label_column])
+        y = task_types.label_values(data.task, split.holdout[data.label_column])
+        constant = task_types.constant_scores(train, len(y))
         metric = self.spec.training.primary_metric
-        baseline = classification_metrics(y, np.full(len(y), rate))[metric]
+        baseline = task_types.metrics(data.task, y, constant)[metric]
         value = self.holdout_metrics[metric]
-        better = value < baseline if metric in LOWER_IS_BETTER else value > baseline
-        comparison = f"{metric} {value:.3f} on the holdout, {baseline:.3f} for a constant predictor ({rate:.2f})"
-        if not better:
+        comparison = f"{metric} {value:.3f} on the holdout, {baseline:.3f} for a constant predictor ({constant[0]:.2f})"
+        if not task_types.better(metric, value, baseline):
             raise RunFailed(f"the model learns nothing: {comparison}")
         return comparison
 
@@ -225,16 +222,14 @@ class PipelineRun:
         return f"refitted twice: {', '.join(f'{m} {v:.4f}' for m, v in runs[0].items())}, as registered"
 
     def predictions(self) -> str:
-        import numpy as np
-
-        from airflow_mlops import keys
+        from airflow_mlops import keys, task_types
         from airflow_mlops.storage import read_parquet
 
         key = keys.predictions(self.spec, self.days[-1])
         scores = read_parquet(self.storage, key)["score"].to_numpy(dtype=float)
-        bad = int((~np.isfinite(scores) | (scores < 0) | (scores > 1)).sum())
-        if not len(scores) or bad:
-            raise RunFailed(f"{self.storage.location(key)}: {bad} of {len(scores)} scores are NaN or outside [0, 1]")
+        problem = "no scores" if not len(scores) else task_types.scores_problem(self.spec.data.task, scores)
+        if problem:
+            raise RunFailed(f"{self.storage.location(key)}: {problem}")
         return f"{len(scores)} scores in [{scores.min():.3f}, {scores.max():.3f}]"
 
 

@@ -79,8 +79,9 @@ def _tighter(current: float | None, new: float | None, pick: Any) -> float | Non
     return new if current is None else current if new is None else pick(current, new)
 
 
-def _numbers(rng: np.random.Generator, bounds: Bounds, n: int, integer: bool) -> np.ndarray:
-    """Values around the middle of what the suites allow: the mean range's middle if there is one."""
+def _centre_spread(bounds: Bounds) -> tuple[float, float]:
+    """The middle of what the suites allow (the mean range's middle if there is one), and a spread that
+    keeps most values inside."""
     low, high = bounds.low, bounds.high
     mean_low, mean_high = bounds.mean
     if mean_low is not None and mean_high is not None:
@@ -92,14 +93,24 @@ def _numbers(rng: np.random.Generator, bounds: Bounds, n: int, integer: bool) ->
     spread = (high - low) / 8 if low is not None and high is not None else max(abs(centre) / 4, 3.0)
     if mean_low is not None and mean_high is not None:
         spread = min(spread, max((mean_high - mean_low), 1.0))
-    values = rng.normal(centre, spread, n)
-    values = np.clip(values, low if low is not None else -np.inf, high if high is not None else np.inf)
+    return centre, spread
+
+
+def _clip(values: np.ndarray, bounds: Bounds) -> np.ndarray:
+    low, high = bounds.low, bounds.high
+    return np.clip(values, low if low is not None else -np.inf, high if high is not None else np.inf)
+
+
+def _numbers(rng: np.random.Generator, bounds: Bounds, n: int, integer: bool) -> np.ndarray:
+    centre, spread = _centre_spread(bounds)
+    values = _clip(rng.normal(centre, spread, n), bounds)
     return np.round(values).astype("int64") if integer else np.round(values, 3)
 
 
 def synthesise(spec: PipelineSpec, root: Path, first_day: date) -> list[date]:
     """Write :func:`sample_days` days of raw partitions and their labels (arriving the same day) under
-    ``root``, valid for the spec's suites; the same spec always gives the same files."""
+    ``root``, valid for the spec's suites; the same spec always gives the same files. The label follows
+    the features: a 0/1 draw from a logistic of them, or (regression) a linear function of them plus noise."""
     data = spec.data
     bounds = suite_bounds(spec.features.raw_suite, spec.training.training_suite)
     days = sample_days(spec)  # each day as the raw suite wants it, together what the training suite wants
@@ -139,10 +150,14 @@ def synthesise(spec: PipelineSpec, root: Path, first_day: date) -> list[date]:
                 frame[column.name] = codes.astype(column.dtype)
             signal += weights[column.name] * (codes - codes.mean()) / max(float(codes.std()), 1e-9)
         signal = 2.5 * signal / math.sqrt(len(data.features))
-        probability = 1 / (1 + np.exp(-(signal + _logit_offset(signal, positive_rate))))
-        labels = frame[[data.entity_key, data.timestamp_column]].assign(
-            **{data.label_column: np.where(rng.random(rows) < probability, classes[1], classes[0])}
-        )
+        if data.task == "regression":
+            centre, spread = _centre_spread(label)
+            noise = rng.normal(0.0, 0.3, rows)
+            target = np.round(_clip(centre + spread * (signal / max(float(signal.std()), 1e-9) + noise), label), 3)
+        else:
+            probability = 1 / (1 + np.exp(-(signal + _logit_offset(signal, positive_rate))))
+            target = np.where(rng.random(rows) < probability, classes[1], classes[0])
+        labels = frame[[data.entity_key, data.timestamp_column]].assign(**{data.label_column: target})
         _write(root, keys.partition(data.raw_path, ds), frame)
         _write(root, keys.partition(data.labels_path, ds), labels)
         written.append(ds)

@@ -178,7 +178,7 @@ def play(
         with running_stack(env, home, keep=keep_ui, workers=deployment.workers, needs=deployment.needs) as api:
             replay(env, api, spec, plan, timeout)
             rows = history.days(lake, spec, history.versions(target, spec))
-            print("\n" + history.table(rows) + "\n", flush=True)
+            print("\n" + history.table(rows, spec.training.primary_metric) + "\n", flush=True)
             print(where_to_look(env, lake, spec, home), flush=True)
     return rows
 

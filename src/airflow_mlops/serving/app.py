@@ -33,7 +33,7 @@ MAX_BATCH_IDS = 4000  # per model call, when requests are batched together
 
 class Batcher:
     """Continuous batching: the requests that arrive while the model scores one batch are scored together
-    in the next (one feature read, one ``predict_proba``). sklearn pays most of its cost per call, not
+    in the next (one feature read, one ``predict_proba`` or ``predict``). sklearn pays most of its cost per call, not
     per row, so under concurrent load this multiplies throughput; a lone request waits for nothing.
     """
 

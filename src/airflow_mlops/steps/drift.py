@@ -246,8 +246,8 @@ def _column_drift(profile: ColumnProfile, column: pd.Series) -> ColumnDrift:
         current = pd.Series(np.asarray(values), name=profile.name)
         test = get_stattest(reference, current, column_type, None)
         outcome = test(reference, current, column_type, test.default_threshold)
-        return ColumnDrift(
-            profile.name, test.display_name, test.default_threshold, outcome.drift_score, outcome.drifted
+        return ColumnDrift(  # Evidently's verdicts can be numpy scalars: plain ones serialise to JSON
+            profile.name, test.display_name, test.default_threshold, float(outcome.drift_score), bool(outcome.drifted)
         )
 
     if profile.kind == "categorical":
@@ -273,7 +273,7 @@ JENSEN_SHANNON = ("Jensen-Shannon distance", 0.1)
 def _distance(column: str, stattest: tuple[str, float], score: float) -> ColumnDrift:
     """A distance verdict as Evidently gives it: drifted at or above the stattest's default threshold."""
     method, threshold = stattest
-    return ColumnDrift(column, method, threshold, score, score >= threshold)
+    return ColumnDrift(column, method, threshold, float(score), bool(score >= threshold))
 
 
 def _require_columns(frame: pd.DataFrame, data: DataSpec, side: str) -> None:

@@ -87,15 +87,16 @@ def days(storage: Storage, spec: PipelineSpec, known: list[Version]) -> list[Day
     return sorted(rows, key=lambda d: d.ds)
 
 
-def table(rows: list[Day]) -> str:
-    header = f"{'day':<11} {'drift':>6} {'auc':>6}  {'retrain':<7}  {'trained':<22} {'champion':<8}  why"
+def table(rows: list[Day], metric: str) -> str:
+    """The days as text, ``metric`` (the primary one) on the labels that had arrived."""
+    header = f"{'day':<11} {'drift':>6} {metric[:8]:>8}  {'retrain':<7}  {'trained':<22} {'champion':<8}  why"
     lines = [header, "-" * len(header)]
     for day in rows:
         trained = ", ".join(f"v{v.version} {v.decision}" for v in day.trained) or "-"
         drift = f"{day.drift_share:.0%}" if day.drift_share is not None else "-"
-        auc = f"{day.performance:.3f}" if day.performance is not None else "-"
+        value = f"{day.performance:.3f}" if day.performance is not None else "-"
         lines.append(
-            f"{day.ds:<11} {drift:>6} {auc:>6}  {'yes' if day.retrain else 'no':<7}  {trained:<22} "
+            f"{day.ds:<11} {drift:>6} {value:>8}  {'yes' if day.retrain else 'no':<7}  {trained:<22} "
             f"{('v' + day.champion) if day.champion else '-':<8}  {day.decision[:90]}"
         )
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Infra validation's child process: load a registered model as pyfunc, score the rows read from stdin
 (as parquet, which keeps their dtypes) and print one JSON line. Run by
 :func:`airflow_mlops.steps.registry.infra_validate` as
-``python -m airflow_mlops.steps.infra_check MODEL_URI TRACKING_URI REGISTRY_URI``, in a fresh interpreter,
+``python -m airflow_mlops.steps.infra_check MODEL_URI TRACKING_URI REGISTRY_URI TASK``, in a fresh interpreter,
 as a scoring worker would load the model.
 
 Exit status :data:`UNAVAILABLE` (``EX_TEMPFAIL``) means MLflow or the artifact store could not be reached
@@ -14,7 +14,9 @@ import io
 import json
 import sys
 import tempfile
-from typing import Any
+from typing import Any, cast
+
+from airflow_mlops.task_types import TASK_TYPES, TaskType, scores_problem
 
 UNAVAILABLE = 75
 
@@ -22,7 +24,9 @@ UNAVAILABLE = 75
 def main(argv: list[str]) -> int:
     import mlflow
 
-    model_uri, tracking_uri, registry_uri = argv
+    model_uri, tracking_uri, registry_uri, task = argv
+    if task not in TASK_TYPES:
+        raise SystemExit(f"unknown task type {task!r}: one of {', '.join(TASK_TYPES)}")
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri)
     with tempfile.TemporaryDirectory() as folder:
@@ -34,17 +38,17 @@ def main(argv: list[str]) -> int:
             print(f"cannot download {model_uri}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return UNAVAILABLE
         model = mlflow.pyfunc.load_model(local)
-        return score(model)
+        return score(model, cast(TaskType, task))
 
 
-def score(model: Any) -> int:
+def score(model: Any, task: TaskType) -> int:
     import numpy as np
     import pandas as pd
 
     frame = pd.read_parquet(io.BytesIO(sys.stdin.buffer.read()))
     scores = np.asarray(model.predict(frame), dtype=float).reshape(len(frame), -1)[:, -1]
-    ok = bool(np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all())
-    print(json.dumps({"rows": len(frame), "ok": ok, "min": float(scores.min()), "max": float(scores.max())}))
+    problem = scores_problem(task, scores)
+    print(json.dumps({"rows": len(frame), "problem": problem, "min": float(scores.min()), "max": float(scores.max())}))
     return 0
 
 

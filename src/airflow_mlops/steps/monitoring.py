@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from airflow_mlops import keys
+from airflow_mlops import keys, task_types
 from airflow_mlops.contracts import (
     CHALLENGER,
     CHAMPION,
@@ -22,7 +22,7 @@ from airflow_mlops.contracts import (
     ScoringRecord,
     ShadowRecord,
 )
-from airflow_mlops.spec import LOWER_IS_BETTER, DriftPolicySpec, PipelineSpec
+from airflow_mlops.spec import DataSpec, DriftPolicySpec, PipelineSpec
 from airflow_mlops.storage import Storage, read_parquet, read_partition
 
 if TYPE_CHECKING:
@@ -71,26 +71,26 @@ def labelled_predictions(storage: Storage, spec: PipelineSpec, ds: date) -> pd.D
     return scored.merge(truth[[*join_on, spec.data.label_column]], on=join_on, how="inner")
 
 
-def performance(frame: pd.DataFrame, label_column: str) -> dict[str, Any] | None:
+def performance(frame: pd.DataFrame, data: DataSpec) -> dict[str, Any] | None:
     """The holdout's metrics on labelled predictions, over all of them and per model version that made
-    them (``by_version``: a window can span a promotion); ``None`` until both classes have been seen."""
-    overall = live_metrics(frame, label_column)
+    them (``by_version``: a window can span a promotion); ``None`` until both classes (two distinct
+    values) have been seen."""
+    overall = live_metrics(frame, data)
     if overall is None:
         return None
     by_version = {
         str(version): metrics
         for version, rows in frame.groupby("model_version", sort=True)
-        if (metrics := live_metrics(rows, label_column)) is not None
+        if (metrics := live_metrics(rows, data)) is not None
     }
     return {**overall, "by_version": by_version}
 
 
-def live_metrics(frame: pd.DataFrame, label_column: str) -> dict[str, float] | None:
-    from airflow_mlops.steps.training import classification_metrics
-
-    if frame.empty or frame[label_column].nunique() < 2:
+def live_metrics(frame: pd.DataFrame, data: DataSpec) -> dict[str, float] | None:
+    label = task_types.label_values(data.task, frame[data.label_column])
+    if frame.empty or not task_types.scorable(label):
         return None
-    metrics = classification_metrics(frame[label_column].astype(int), frame["score"].astype(float))
+    metrics = task_types.metrics(data.task, label, frame["score"].to_numpy(dtype=float))
     return {**metrics, "labelled_rows": float(len(frame))}
 
 
@@ -117,9 +117,7 @@ def below_floor(floors: dict[str, float], metrics: dict[str, float] | None) -> l
     return [
         f"{metric} {metrics[metric]:.3f} past its limit {floor}"
         for metric, floor in floors.items()
-        if metrics is not None
-        and metric in metrics
-        and (metrics[metric] > floor if metric in LOWER_IS_BETTER else metrics[metric] < floor)
+        if metrics is not None and metric in metrics and task_types.past(metric, metrics[metric], floor)
     ]
 
 
@@ -267,11 +265,7 @@ def judge_shadow(
     if days >= rollout.shadow_days:
         return ShadowVerdict("promote" if verdict.promote else "reject", [*verdict.reasons, on_live])
     failing = below_floor(spec.monitoring.drift.min_performance, champion)
-    better = (
-        challenger[primary] < champion[primary]
-        if primary in LOWER_IS_BETTER
-        else challenger[primary] > champion[primary]
-    )
+    better = task_types.better(primary, challenger[primary], champion[primary])
     if failing and better:
         why = (
             f"champion v{champion_version} is failing ({'; '.join(failing)}) and challenger v{challenger_version} "
@@ -298,7 +292,7 @@ def shadow_report(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds
     pairs, days = shadow_pairs(storage, spec, champion, challenger, since, ds)
     label = spec.data.label_column
     live = {
-        role: live_metrics(pairs.rename(columns={role: "score"})[[label, "score"]], label)
+        role: live_metrics(pairs.rename(columns={role: "score"})[[label, "score"]], spec.data)
         for role in ("champion", "challenger")
     }
     verdict = judge_shadow(
@@ -331,30 +325,39 @@ def shadow_report(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds
 
 def performance_report(storage: Storage, spec: PipelineSpec, ds: date) -> dict[str, Any] | None:
     """Champion metrics on the predictions whose labels have arrived, kept as the day's report (JSON), with
-    Evidently's classification report of the same rows (HTML); ``None`` until there are labels of both
-    classes."""
+    Evidently's classification or regression report of the same rows (HTML); ``None`` until there are
+    labels of both classes (two distinct values)."""
     labelled = labelled_predictions(storage, spec, ds)
-    metrics = performance(labelled, spec.data.label_column)
+    metrics = performance(labelled, spec.data)
     if metrics is None:
         return None
     html = keys.report(spec, ds, keys.PERFORMANCE_REPORT)
-    snapshot = evidently_performance(labelled, spec.data.label_column)
+    snapshot = evidently_performance(labelled, spec.data)
     storage.write_bytes(html, snapshot.get_html_str(as_iframe=False).encode())
     key = keys.report(spec, ds, "performance.json")
     storage.write_bytes(key, json.dumps(metrics, indent=2).encode())
     return {**metrics, "report": storage.location(key), "html_report": storage.location(html), "report_key": html}
 
 
-def evidently_performance(labelled: pd.DataFrame, label_column: str) -> Any:
-    """Evidently's ``ClassificationPreset`` on labelled predictions (``score``: positive-class probability)."""
-    from evidently import BinaryClassification, DataDefinition, Dataset, Report
-    from evidently.presets import ClassificationPreset
+def evidently_performance(labelled: pd.DataFrame, data: DataSpec) -> Any:
+    """Evidently's ``ClassificationPreset`` (``score``: the positive class's probability) or
+    ``RegressionPreset`` (``score``: the predicted value) on labelled predictions."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
+    from evidently.presets import ClassificationPreset, RegressionPreset
 
-    frame = labelled[[label_column, "score"]].astype({label_column: int, "score": float})
-    definition = DataDefinition(
-        classification=[BinaryClassification(target=label_column, prediction_probas="score", pos_label=1)]
+    label = data.label_column
+    frame = pd.DataFrame(
+        {label: task_types.label_values(data.task, labelled[label]), "score": labelled["score"].astype(float)}
     )
-    return Report([ClassificationPreset()]).run(current_data=Dataset.from_pandas(frame, data_definition=definition))
+    if data.task == "regression":
+        definition = DataDefinition(regression=[Regression(target=label, prediction="score")])
+        preset: Any = RegressionPreset()
+    else:
+        definition = DataDefinition(
+            classification=[BinaryClassification(target=label, prediction_probas="score", pos_label=1)]
+        )
+        preset = ClassificationPreset()
+    return Report([preset]).run(current_data=Dataset.from_pandas(frame, data_definition=definition))
 
 
 def last_requested(storage: Storage, spec: PipelineSpec, ds: date) -> date | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from airflow_mlops import task_types
 from airflow_mlops.contracts import (
     CHALLENGER,
     CHAMPION,
@@ -31,8 +32,9 @@ from airflow_mlops.contracts import (
     Tag,
     holdout_metrics,
 )
-from airflow_mlops.spec import LOWER_IS_BETTER, MetricThresholdSpec
+from airflow_mlops.spec import MetricThresholdSpec
 from airflow_mlops.steps import infra_check
+from airflow_mlops.task_types import TaskType
 
 if TYPE_CHECKING:
     from airflow_mlops.contracts import CandidateRecord
@@ -155,6 +157,7 @@ def log_and_register(
     run_name: str,
     model_name: str,
     model: Any,
+    task: TaskType,
     metrics: dict[str, float],
     params: dict[str, Any],
     tags: dict[str, str],
@@ -180,13 +183,13 @@ def log_and_register(
         mlflow.log_metrics({f"{HOLDOUT_PREFIX}{k}": v for k, v in metrics.items()})
         for name, payload in artifacts.items():
             mlflow.log_dict(payload, name)
-        signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
+        signature = infer_signature(input_example, task_types.scores(task, model, input_example))
         info = mlflow.sklearn.log_model(
             model,
             name="model",
             signature=signature,
             input_example=input_example,
-            pyfunc_predict_fn="predict_proba",
+            pyfunc_predict_fn=task_types.PYFUNC_PREDICT_FN[task],
             # skops (MLflow's default) refuses the torch trainer and needs a per-model allow-list; only
             # holders of the registry's credentials can register a model (docs/production.md, threat model).
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
@@ -306,7 +309,7 @@ def gate(
             threshold=spec.threshold,
             min_absolute_change=spec.min_absolute_change if champion else None,
             min_relative_change=spec.min_relative_change if champion else None,
-            greater_is_better=metric not in LOWER_IS_BETTER,
+            greater_is_better=task_types.greater_is_better(metric),
         )
         for metric, spec in thresholds.items()
         if spec.threshold is not None or champion
@@ -531,14 +534,17 @@ def validate_infra(
     frame = read_parquet(storage, candidate["training_set"])
     sample = model_input(frame, spec.data).tail(spec.training.infra_validation_rows)
     try:
-        return infra_validate(target, candidate["model_uri"], sample)
+        return infra_validate(target, candidate["model_uri"], sample, spec.data.task)
     except RuntimeError as exc:
         reject(target, spec.registered_model_name, candidate["version"], [str(exc)])
         raise
 
 
-def infra_validate(target: MlflowTarget, model_uri: str, sample: pd.DataFrame, timeout_s: int = 300) -> dict[str, Any]:
-    """Load the registered model as pyfunc in a fresh interpreter and score ``sample`` there.
+def infra_validate(
+    target: MlflowTarget, model_uri: str, sample: pd.DataFrame, task: TaskType, timeout_s: int = 300
+) -> dict[str, Any]:
+    """Load the registered model as pyfunc in a fresh interpreter and score ``sample`` there; the scores
+    must suit the task (:func:`airflow_mlops.task_types.scores_problem`).
 
     This is what a scoring worker will do, so a model that pickles but does not load, or loads but
     cannot score the serving schema, is caught before it becomes champion (:class:`RuntimeError`). MLflow or
@@ -552,6 +558,7 @@ def infra_validate(target: MlflowTarget, model_uri: str, sample: pd.DataFrame, t
             model_uri,
             target.tracking_uri,
             target.registry_uri or target.tracking_uri,
+            task,
         ],
         input=sample.to_parquet(index=False),  # parquet keeps every dtype as scoring will see it (int32, bool)
         capture_output=True,
@@ -564,6 +571,6 @@ def infra_validate(target: MlflowTarget, model_uri: str, sample: pd.DataFrame, t
     if completed.returncode != 0:
         raise RuntimeError(f"infra validation: {model_uri} failed to load or score in a fresh process: {tail}")
     result: dict[str, Any] = json.loads(completed.stdout.decode().strip().splitlines()[-1])
-    if not result["ok"]:
-        raise RuntimeError(f"infra validation: {model_uri} returned scores outside [0, 1] or NaN: {result}")
+    if result["problem"]:
+        raise RuntimeError(f"infra validation: {model_uri} scored {result['rows']} rows: {result['problem']}")
     return result

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from airflow_mlops import task_types
 from airflow_mlops.contracts import CHAMPION
 
 if TYPE_CHECKING:
@@ -33,13 +34,13 @@ class NoChampion(RuntimeError):
 @dataclass(frozen=True)
 class Champion:
     version: str
-    model: Any  # the sklearn pipeline: predict_proba, without pyfunc's per-call schema checks
+    model: Any  # the sklearn pipeline, without pyfunc's per-call schema checks
 
 
 @dataclass(frozen=True)
 class Scored:
     version: str
-    scores: dict[Any, float]  # entity id -> positive-class probability, in request order
+    scores: dict[Any, float]  # entity id -> score (task_types.scores), in request order
     unknown: list[Any]  # ids with no features in the online store
 
 
@@ -107,6 +108,6 @@ class OnlineScorer:
         scored_ids = [i for i, k in zip(ids, known, strict=True) if k]
         scores: dict[Any, float] = {}
         if scored_ids:
-            probabilities = champion.model.predict_proba(frame[known])[:, 1]
-            scores = dict(zip(scored_ids, probabilities.tolist(), strict=True))
+            values = task_types.scores(self.spec.data.task, champion.model, frame[known])
+            scores = dict(zip(scored_ids, values.tolist(), strict=True))
         return Scored(champion.version, scores, [i for i, k in zip(ids, known, strict=True) if not k])

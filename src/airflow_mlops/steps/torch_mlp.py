@@ -1,4 +1,5 @@
-"""A small torch MLP behind the sklearn estimator API, so it sits in a ``Pipeline`` and logs like any model.
+"""A small torch MLP behind the sklearn estimator API, a classifier and a regressor, so it sits in a
+``Pipeline`` and logs like any model.
 
 It trains on CUDA when a GPU is visible and always ends on the CPU, so the pickled model loads on
 machines without one (the scoring workers).
@@ -9,10 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 
-class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
+class _TorchMLP(BaseEstimator):
+    """The network and its training loop; the subclasses say what it predicts and with which loss."""
+
     def __init__(
         self,
         hidden_units: tuple[int, ...] = (64, 32),
@@ -38,14 +41,12 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
 
-    def fit(self, X: Any, y: Any) -> TorchMLPClassifier:
+    def _train(self, X: Any, targets: np.ndarray, loss_fn: Any) -> None:
         import torch
         from torch import nn
 
         torch.manual_seed(self.random_state)
         features = np.asarray(X, dtype=np.float32)
-        labels = np.asarray(y, dtype=np.float32)
-        self.classes_ = np.array([0, 1])
         self.device_used_ = self._device()
         layers: list[nn.Module] = []
         width = features.shape[1]
@@ -55,9 +56,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         layers.append(nn.Linear(width, 1))
         network = nn.Sequential(*layers).to(self.device_used_)
         optimiser = torch.optim.AdamW(network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        loss_fn = nn.BCEWithLogitsLoss()
         inputs = torch.from_numpy(features).to(self.device_used_)
-        targets = torch.from_numpy(labels).to(self.device_used_)
+        outputs = torch.from_numpy(np.asarray(targets, dtype=np.float32)).to(self.device_used_)
         generator = torch.Generator(device="cpu").manual_seed(self.random_state)
         network.train()
         for _ in range(self.epochs):
@@ -65,19 +65,48 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             for start in range(0, len(inputs), self.batch_size):
                 batch = order[start : start + self.batch_size]
                 optimiser.zero_grad()
-                loss = loss_fn(network(inputs[batch]).squeeze(1), targets[batch])
+                loss = loss_fn(network(inputs[batch]).squeeze(1), outputs[batch])
                 loss.backward()
                 optimiser.step()
         self.network_ = network.eval().to("cpu")
-        return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def _output(self, X: Any) -> np.ndarray:
         import torch
 
         with torch.no_grad():
-            logits = self.network_(torch.from_numpy(np.asarray(X, dtype=np.float32))).squeeze(1)
-        positive = torch.sigmoid(logits).numpy().astype(np.float64)
+            return self.network_(torch.from_numpy(np.asarray(X, dtype=np.float32))).squeeze(1).numpy()
+
+
+class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
+    """Binary: a 0/1 target, binary cross-entropy on the logit."""
+
+    def fit(self, X: Any, y: Any) -> TorchMLPClassifier:
+        from torch import nn
+
+        self.classes_ = np.array([0, 1])
+        self._train(X, np.asarray(y), nn.BCEWithLogitsLoss())
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        from scipy.special import expit
+
+        positive = expit(self._output(X).astype(np.float64))
         return np.column_stack([1.0 - positive, positive])
 
     def predict(self, X: Any) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+class TorchMLPRegressor(RegressorMixin, _TorchMLP):
+    """Regression: mean squared error on the standardised target, predictions in the target's units."""
+
+    def fit(self, X: Any, y: Any) -> TorchMLPRegressor:
+        from torch import nn
+
+        target = np.asarray(y, dtype=np.float64)
+        self.target_mean_, self.target_scale_ = float(target.mean()), float(target.std()) or 1.0
+        self._train(X, (target - self.target_mean_) / self.target_scale_, nn.MSELoss())
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self._output(X).astype(np.float64) * self.target_scale_ + self.target_mean_

@@ -1,9 +1,9 @@
 """Train and evaluate: a time-based holdout, an sklearn pipeline per trainer, metrics on the holdout.
 
-Every built-in trainer is an sklearn ``Pipeline`` (preprocessing + estimator), so MLflow logs, loads and
-serves all of them the same way, the torch one included. A trainer of your own (see
-:func:`resolve_trainer`) returns any sklearn-compatible classifier of the raw feature columns; it is
-logged, loaded and served the same way.
+Every built-in trainer is an sklearn ``Pipeline`` (preprocessing + estimator, a classifier or a regressor
+as ``data.task`` says), so MLflow logs, loads and serves all of them the same way, the torch one included.
+A trainer of your own (see :func:`resolve_trainer`) returns any sklearn-compatible estimator of the raw
+feature columns; it is logged, loaded and served the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from airflow_mlops import task_types
 from airflow_mlops.contracts import CandidateRecord, Tag, TrainingSetRecord
 from airflow_mlops.spec import TRAINER_ENTRY_POINTS, TRAINERS, DataSpec, ModelSpec, PipelineSpec, SpecError
 from airflow_mlops.storage import DataError
@@ -57,12 +58,12 @@ def build_model(model: ModelSpec, data: DataSpec) -> Any:
     if model.trainer not in TRAINERS:
         return plugged_in(model, data)
     from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OrdinalEncoder
 
-    numerical, categorical = data.numerical, data.categorical
+    numerical, categorical, regression = data.numerical, data.categorical, data.task == "regression"
     if model.trainer == "sklearn_gradient_boosting":
         encode = ColumnTransformer(
             [
@@ -74,17 +75,21 @@ def build_model(model: ModelSpec, data: DataSpec) -> Any:
             "random_state": 0,
             "categorical_features": list(range(len(numerical), len(numerical) + len(categorical))),
         }
-        return Pipeline([("encode", encode), ("model", HistGradientBoostingClassifier(**{**params, **model.params}))])
+        boosting = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
+        return Pipeline([("encode", encode), ("model", boosting(**{**params, **model.params}))])
 
     dense = dense_encoder(data)
     if model.trainer == "sklearn_logistic_regression":
         return Pipeline([("encode", dense), ("model", LogisticRegression(**{"max_iter": 1000, **model.params}))])
+    if model.trainer == "sklearn_ridge":
+        return Pipeline([("encode", dense), ("model", Ridge(**model.params))])
 
     if importlib.util.find_spec("torch") is None:  # checked before fitting, not an epoch into it
         raise torch_missing(f"trainer '{model.trainer}'")
-    from airflow_mlops.steps.torch_mlp import TorchMLPClassifier
+    from airflow_mlops.steps.torch_mlp import TorchMLPClassifier, TorchMLPRegressor
 
-    return Pipeline([("encode", dense), ("model", TorchMLPClassifier(**model.params))])
+    network = TorchMLPRegressor if regression else TorchMLPClassifier
+    return Pipeline([("encode", dense), ("model", network(**model.params))])
 
 
 def dense_encoder(data: DataSpec) -> Any:
@@ -108,10 +113,12 @@ def resolve_trainer(trainer: str) -> Any:
     point in the ``airflow_mlops.trainers`` group (whose value is such a path).
 
     The contract: ``function(data, **params)`` gets the spec's ``data`` section (:class:`DataSpec`: feature
-    names, ``numerical``, ``categorical``, the label) and ``training.model.params``, and returns an
-    unfitted sklearn-compatible classifier of the raw feature columns: ``fit(X, y)`` with ``y`` 0/1,
-    ``predict_proba(X)`` of shape ``(n, 2)``, picklable with cloudpickle. Its module must be importable
-    wherever the model is trained, gated, validated and scored. Bad params raise ``TypeError``.
+    names, ``numerical``, ``categorical``, the label, ``task``) and ``training.model.params``, and returns an
+    unfitted sklearn-compatible estimator of the raw feature columns, picklable with cloudpickle: for a
+    ``binary`` task a classifier, ``fit(X, y)`` with ``y`` 0/1 and ``predict_proba(X)`` of shape ``(n, 2)``;
+    for ``regression`` a regressor, ``fit(X, y)`` with float ``y`` and ``predict(X)`` of shape ``(n,)``.
+    Its module must be importable wherever the model is trained, gated, validated and scored. Bad params
+    raise ``TypeError``.
     """
     from importlib import import_module
     from importlib.metadata import entry_points
@@ -154,13 +161,15 @@ def trainer_packages(trainer: str) -> list[str]:
 
 
 def plugged_in(model: ModelSpec, data: DataSpec) -> Any:
-    """The unfitted classifier a trainer of your own builds, once it is shown to have the methods needed."""
+    """The unfitted estimator a trainer of your own builds, once it is shown to have the methods needed."""
     estimator = resolve_trainer(model.trainer)(data, **model.params)
-    missing = [method for method in ("fit", "predict_proba") if not callable(getattr(estimator, method, None))]
+    needed = ("fit", task_types.PYFUNC_PREDICT_FN[data.task])
+    missing = [method for method in needed if not callable(getattr(estimator, method, None))]
     if missing:
+        kind = "regressor" if data.task == "regression" else "classifier"
         raise SpecError(
             f"training.model.trainer {model.trainer!r} returned a {type(estimator).__name__}, which has no "
-            f"{' or '.join(missing)}: a trainer returns an unfitted sklearn-compatible classifier"
+            f"{' or '.join(missing)}: for a {data.task} task a trainer returns an unfitted sklearn-compatible {kind}"
         )
     return estimator
 
@@ -213,31 +222,18 @@ def model_input(frame: pd.DataFrame, data: DataSpec) -> pd.DataFrame:
 def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame) -> Any:
     try:  # unknown or ill-typed trainer params surface as TypeErrors from the estimator
         pipeline = build_model(model, data)
-        pipeline.fit(model_input(train, data), train[data.label_column].astype(int))
+        pipeline.fit(model_input(train, data), task_types.label_values(data.task, train[data.label_column]))
     except TypeError as exc:
         raise SpecError(f"training.model.params {model.params} rejected by {model.trainer}: {exc}") from exc
     return pipeline
 
 
-def classification_metrics(y: Any, probability: Any) -> dict[str, float]:
-    """AUC, accuracy, F1 and log loss of positive-class probabilities; both classes must be present."""
-    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
-
-    predicted = (np.asarray(probability) >= 0.5).astype(int)
-    return {
-        "roc_auc": float(roc_auc_score(y, probability)),
-        "accuracy": float(accuracy_score(y, predicted)),
-        "f1": float(f1_score(y, predicted, zero_division=0)),
-        "log_loss": float(log_loss(y, probability, labels=[0, 1])),
-    }
-
-
 def evaluate(model: Any, frame: pd.DataFrame, data: DataSpec) -> dict[str, float]:
-    """Holdout metrics; AUC and log loss need both classes, which the training gate guarantees."""
-    y = frame[data.label_column].astype(int).to_numpy()
-    if len(np.unique(y)) < 2:
-        raise DataError(f"holdout of {len(y)} rows has a single class in '{data.label_column}': cannot score")
-    return classification_metrics(y, model.predict_proba(model_input(frame, data))[:, 1])
+    """The task's metrics on the holdout, which must hold both classes (or two distinct values)."""
+    y = task_types.label_values(data.task, frame[data.label_column])
+    if not task_types.scorable(y):
+        raise DataError(f"holdout of {len(y)} rows has a single value in '{data.label_column}': cannot score")
+    return task_types.metrics(data.task, y, task_types.scores(data.task, model, model_input(frame, data)))
 
 
 @dataclass(frozen=True)
@@ -301,6 +297,7 @@ def train_candidate(
         run_name=f"{spec.name}-{training_set['as_of']}",
         model_name=spec.registered_model_name,
         model=model,
+        task=spec.data.task,
         metrics=metrics,
         params={
             "trainer": trainer,
@@ -321,7 +318,7 @@ def train_candidate(
 
 def training_key(spec: PipelineSpec, training_set: TrainingSetRecord, code_version: str) -> str:
     """What makes two trainings the same: the day, the data (its fingerprint), and a hash of everything else
-    that shapes the model (trainer, params, windows, features, label, code version; for a trainer of your
+    that shapes the model (trainer, params, windows, features, label, task, code version; for a trainer of your
     own, the version of the package it comes from)."""
     shape: dict[str, Any] = {
         "model": spec.training.model.model_dump(mode="json"),
@@ -329,6 +326,7 @@ def training_key(spec: PipelineSpec, training_set: TrainingSetRecord, code_versi
         "holdout_days": spec.training.holdout_days,
         "features": spec.data.feature_names,
         "label": spec.data.label_column,
+        "task": spec.data.task,
         "code_version": code_version,
     }
     if spec.training.model.trainer not in TRAINERS:

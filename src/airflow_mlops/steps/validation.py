@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from airflow_mlops import keys
+from airflow_mlops import keys, task_types
 from airflow_mlops.contracts import ValidationRecord
 from airflow_mlops.spec import DataSpec, PipelineSpec
 from airflow_mlops.storage import DataError, Storage, read_partition
@@ -233,14 +233,35 @@ def _detail(result: dict[str, Any], exception_info: dict[str, Any]) -> str:
     return ""
 
 
+def check_label(frame: pd.DataFrame, data: DataSpec) -> list[Outcome]:
+    """A training set's label must fit ``data.task`` (0/1 with both classes, or varying finite numbers):
+    said here, with what was found, rather than by the estimator inside ``train_model``."""
+    if data.label_column not in frame.columns:
+        found = list(frame.columns)
+        return [Outcome("schema: column present", data.label_column, "block", False, f"missing; found {found}")]
+    problem = task_types.label_problem(data.task, frame[data.label_column])
+    return [
+        Outcome(f"contract: label fits data.task {data.task}", data.label_column, "block", not problem, problem or "")
+    ]
+
+
 def validate_frame(
-    frame: pd.DataFrame, suite_path: Path, data: DataSpec, source: str, day: date | None = None
+    frame: pd.DataFrame,
+    suite_path: Path,
+    data: DataSpec,
+    source: str,
+    day: date | None = None,
+    *,
+    labelled: bool = False,
 ) -> ValidationReport:
     """Schema and contract, plus the GX suite; the report says whether the data may go on. ``day``: the
-    day a raw partition was landed for (its timestamps must fall inside it)."""
+    day a raw partition was landed for (its timestamps must fall inside it); ``labelled``: a training
+    set, whose label must fit the task."""
     suite = load_suite(suite_path)
     report = ValidationReport(suite=suite.get("name", suite_path.stem), source=source, rows=len(frame))
     report.outcomes = check_schema(frame, data, source)
+    if labelled and report.passed:
+        report.outcomes += check_label(frame, data)
     if report.passed:
         report.outcomes += check_contents(frame, data, day) + run_suite(frame, suite, suite_path)
     return report
@@ -260,7 +281,7 @@ def validate_stored(
         report = ValidationReport(suite=suite.stem, source=source, rows=0)
         report.outcomes = [Outcome("schema: readable parquet", None, "block", False, str(exc))]
     else:
-        report = validate_frame(frame, suite, spec.data, source=source, day=day)
+        report = validate_frame(frame, suite, spec.data, source=source, day=day, labelled=stage == "training")
     result_key = keys.validation_result(spec, stage, folder)
     storage.write_bytes(result_key, report.to_json())
     record: ValidationRecord = {
