@@ -89,7 +89,7 @@ def prepare(work: Path, customers: int, store_kind: str) -> dict[str, str]:
         run_name="bench",
         model_name=spec.registered_model_name,
         model=model,
-        task=spec.data.task,
+        data=spec.data,
         metrics=training.evaluate(model, split.holdout, spec.data),
         params={},
         tags={"logical_date": str(scenario.day(8))},

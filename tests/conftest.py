@@ -107,6 +107,26 @@ def rides_labelled(rides_lake: Path) -> pd.DataFrame:
     return snapshots.merge(counts, on=["station_id", "event_timestamp"]).reset_index(drop=True)
 
 
+DEMAND_LEVELS = ["low", "medium", "high"]
+
+
+@pytest.fixture(scope="session")
+def demand_spec(rides_spec: PipelineSpec) -> PipelineSpec:
+    """The rides example as a multiclass task: tomorrow's demand level of a station."""
+    raw = rides_spec.model_dump(mode="json")
+    raw["data"].update(task="multiclass", classes=DEMAND_LEVELS, label_column="demand_level")
+    raw["training"].update(primary_metric="f1_macro", thresholds={"f1_macro": {"threshold": 0.5}})
+    raw["monitoring"]["drift"]["min_performance"] = {"f1_macro": 0.4}
+    return PipelineSpec.model_validate({**raw, "name": "demand", "source": rides_spec.source})
+
+
+@pytest.fixture(scope="session")
+def demand_labelled(rides_labelled: pd.DataFrame) -> pd.DataFrame:
+    """The rides training set labelled with a demand level: the counts' terciles."""
+    levels = pd.qcut(rides_labelled["rides_next_day"], 3, labels=DEMAND_LEVELS).astype(str)
+    return rides_labelled.drop(columns="rides_next_day").assign(demand_level=levels)
+
+
 def register_candidate(
     target: MlflowTarget,
     spec: PipelineSpec,
@@ -129,7 +149,7 @@ def register_candidate(
         run_name=f"churn-{as_of}",
         model_name=model_name or spec.registered_model_name,
         model=model,
-        task=spec.data.task,
+        data=spec.data,
         metrics=metrics,
         params={"trainer": "lr"},
         tags={"logical_date": as_of, "trigger": "test", "training_set": "x"},

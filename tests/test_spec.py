@@ -42,6 +42,18 @@ def test_a_regression_pipeline_takes_its_own_metrics_and_trainers(rides_spec, tm
     assert load_spec(write_spec(tmp_path, regression)).training.primary_metric == "rmse"
 
 
+def test_a_multiclass_pipeline_names_its_classes(demand_spec, tmp_path):
+    assert demand_spec.data.classes == ["low", "medium", "high"]
+
+    def multiclass(raw):  # the demo's label as three classes, primary metric left to its default
+        raw["data"].update(task="multiclass", classes=[0, 1, 2])
+        del raw["training"]["primary_metric"]
+        raw["training"]["thresholds"] = {"f1_macro": {"threshold": 0.5}, "log_loss": {"threshold": 0.9}}
+        raw["monitoring"]["drift"]["min_performance"] = {"roc_auc_ovr": 0.7}
+
+    assert load_spec(write_spec(tmp_path, multiclass)).training.primary_metric == "f1_macro"
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
@@ -63,7 +75,25 @@ def test_a_regression_pipeline_takes_its_own_metrics_and_trainers(rides_spec, tm
             r"training.model.trainer sklearn_ridge does not learn binary tasks \(data.task: binary; use "
             r"sklearn_gradient_boosting, sklearn_logistic_regression, torch_mlp\)",
         ),
-        (lambda raw: raw["data"].update(task="ranking"), r"'data.task': Input should be 'binary' or 'regression'"),
+        (
+            lambda raw: raw["data"].update(task="ranking"),
+            r"'data.task': Input should be 'binary', 'multiclass' or 'regression'",
+        ),
+        (
+            lambda raw: raw["data"].update(task="multiclass"),
+            r"'data': Value error, a multiclass task needs data.classes: its label's values, at least 3 and each "
+            r"once \(got \[\]; two classes are a binary task, labelled 0 and 1\)",
+        ),
+        (
+            lambda raw: raw["data"].update(task="multiclass", classes=["a", "b", "a"]),
+            r"a multiclass task needs data.classes.*\(got \['a', 'b', 'a'\]",
+        ),
+        (lambda raw: raw["data"].update(classes=[0, 1]), r"data.classes is for a multiclass task, not binary"),
+        (
+            lambda raw: raw["data"].update(task="multiclass", classes=["a", "b", "c"]),
+            r"training.primary_metric: roc_auc is not a multiclass metric \(data.task: multiclass; use f1_macro, "
+            r"accuracy, log_loss, roc_auc_ovr\)",
+        ),
     ],
 )
 def test_a_task_its_metrics_and_trainer_must_fit_together(tmp_path, mutate, message):

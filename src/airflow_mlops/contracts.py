@@ -33,6 +33,7 @@ class Tag:
     DRIFT_REPORT = "drift_report"
     DRIFTED_COLUMNS = "drifted_columns"
     TRAINER = "trainer"
+    TASK = "task"  # what the model predicts (task_types.describe); absent on versions older than task types: binary
     TRAINING_KEY = "training_key"  # as_of + data fingerprint + hash of the model's shape: one version per key
     DECISION = "decision"  # promoted | rejected | rolled_back | shadow (absent while pending)
     DECISION_REASON = "decision_reason"
@@ -83,7 +84,7 @@ class TrainingSetRecord(TypedDict):
     rows: int
     labels: int
     fingerprint: str
-    label_rate: float | None
+    label_mean: float | None  # the share of 1s (binary) or the mean label (regression); None for classes
 
 
 class ModelRecord(TypedDict):

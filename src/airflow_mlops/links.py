@@ -110,7 +110,7 @@ class DriftReportLink(LakeFileLink):
 
 
 class PerformanceReportLink(LakeFileLink):
-    """Evidently's classification report of the champion on the labels that have arrived."""
+    """Evidently's classification or regression report of the champion on the labels that have arrived."""
 
     name = "Performance report"
     recorded_field = "report_key"

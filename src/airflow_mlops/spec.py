@@ -19,6 +19,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
+    StrictStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -28,10 +30,10 @@ from airflow_mlops.task_types import ALL_METRICS, METRICS, PRIMARY_METRIC, TASK_
 
 # The built-in trainers and the task types each one learns.
 TRAINERS: dict[str, tuple[TaskType, ...]] = {
-    "sklearn_gradient_boosting": ("binary", "regression"),
-    "sklearn_logistic_regression": ("binary",),
+    "sklearn_gradient_boosting": ("binary", "multiclass", "regression"),
+    "sklearn_logistic_regression": ("binary", "multiclass"),
     "sklearn_ridge": ("regression",),
-    "torch_mlp": ("binary", "regression"),
+    "torch_mlp": ("binary", "multiclass", "regression"),
 }
 # Trainers of your own: ``package.module:function`` or a name in this entry point group (see
 # airflow_mlops.steps.training.resolve_trainer for the contract).
@@ -99,8 +101,10 @@ class DataSpec(_Strict):
     raw_path: str
     labels_path: str
     entity_key: Name
-    # binary: a 0/1 label, scored with the positive class's probability; regression: a numeric label
+    # binary: a 0/1 label, scored with the positive class's probability; multiclass: a label among
+    # ``classes``, scored with a probability per class; regression: a numeric label
     task: Literal[TASK_TYPES] = "binary"  # type: ignore[valid-type]
+    classes: list[StrictInt | StrictStr] = Field(default_factory=list)
     entity_key_dtype: Literal["int64", "string"] = "int64"  # Feast's INT64 or STRING join key
     timestamp_column: Name = "event_timestamp"
     label_column: Name
@@ -110,6 +114,19 @@ class DataSpec(_Strict):
     # A file producers write into a day's folder once every part of it has landed (e.g. "_SUCCESS", as
     # Spark and Hadoop do); the features DAG waits for it. Unset: the first parquet file starts the day.
     completion_marker: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+    @model_validator(mode="after")
+    def _classes_fit_the_task(self) -> DataSpec:
+        if self.task == "multiclass":
+            shown = [str(c) for c in self.classes]
+            if len(set(shown)) != len(shown) or len(shown) < 3:
+                raise ValueError(
+                    f"a multiclass task needs data.classes: its label's values, at least 3 and each once "
+                    f"(got {self.classes}; two classes are a binary task, labelled 0 and 1)"
+                )
+        elif self.classes:
+            raise ValueError(f"data.classes is for a multiclass task, not {self.task}")
+        return self
 
     @field_validator("features")
     @classmethod
@@ -288,10 +305,17 @@ class PipelineSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _task_primary_metric(cls, raw: Any) -> Any:
-        """``training.primary_metric`` defaults to the task's own (``roc_auc``, ``rmse``)."""
-        task = (raw.get("data") or {}).get("task", "binary") if isinstance(raw, dict) else None
-        training = raw.get("training") if isinstance(raw, dict) else None
-        if task in PRIMARY_METRIC and isinstance(training, dict) and "primary_metric" not in training:
+        """``training.primary_metric`` defaults to the task's own (``roc_auc``, ``f1_macro``, ``rmse``); a
+        section that is not a mapping is left for the field's own validation to name."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
+            return raw
+        task, training = raw["data"].get("task", DataSpec.model_fields["task"].default), raw.get("training")
+        if (
+            isinstance(task, str)
+            and task in PRIMARY_METRIC
+            and isinstance(training, dict)
+            and "primary_metric" not in training
+        ):
             return {**raw, "training": {**training, "primary_metric": PRIMARY_METRIC[task]}}
         return raw
 
@@ -306,9 +330,12 @@ class PipelineSpec(_Strict):
         for key, metrics in used.items():
             wrong = [m for m in metrics if m not in allowed]
             if wrong:
-                raise ValueError(
-                    f"{key}: {', '.join(wrong)} is not a {task} metric (data.task: {task}; use {', '.join(allowed)})"
+                what = (
+                    f"{wrong[0]} is not a {task} metric"
+                    if len(wrong) == 1
+                    else f"{', '.join(wrong)} are not {task} metrics"
                 )
+                raise ValueError(f"{key}: {what} (data.task: {task}; use {', '.join(allowed)})")
         trainer = self.training.model.trainer
         if trainer in TRAINERS and task not in TRAINERS[trainer]:
             fits = [name for name, tasks in TRAINERS.items() if task in tasks]
@@ -321,7 +348,13 @@ class PipelineSpec(_Strict):
         if unknown:
             raise ValueError(f"monitoring.drift.key_features {unknown} are not features (allowed: {sorted(known)})")
         if self.training.primary_metric not in self.training.thresholds:
-            raise ValueError(f"training.thresholds must include the primary_metric '{self.training.primary_metric}'")
+            primary = self.training.primary_metric
+            default = (
+                f" (the default for a {self.data.task} task)"
+                if "primary_metric" not in self.training.model_fields_set
+                else ""
+            )
+            raise ValueError(f"training.thresholds must include the primary_metric '{primary}'{default}")
         return self
 
     @property

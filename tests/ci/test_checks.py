@@ -1,14 +1,16 @@
 """``airflow-mlops ci``'s spec and DAG checks on projects with every kind of fault; the small-data run
 refusing a sample that fails the raw gate. (scripts/test.sh runs the command on this repository.)"""
 
+import json
 import shutil
 import xml.etree.ElementTree as ET
 
 import pandas as pd
+import yaml
 
 from airflow_mlops.ci.checks import Project, check_dags, check_specs
 from airflow_mlops.dev.cli import main
-from tests.conftest import RIDES, SPEC_PATH, rides_data, spec_variant
+from tests.conftest import DEMAND_LEVELS, RIDES, SPEC_PATH, rides_data, spec_variant
 
 GOOD_DAG = """
 from datetime import datetime
@@ -90,15 +92,42 @@ def test_a_sample_day_that_fails_the_raw_gate_fails_ci_naming_day_and_column(tmp
     assert "gold" in case.find("failure").text
 
 
-def test_the_regression_example_passes_ci_end_to_end_on_its_generators_data(tmp_path, capsys):
+def test_the_regression_example_passes_ci_end_to_end_on_its_kept_sample(tmp_path, capsys):
     """include/examples/rides (data.task: regression, a string key, category, bool, int32 and float32
-    features) from landed days to the champion's predictions, as its README runs it."""
-    project = tmp_path / "rides"
-    shutil.copytree(RIDES, project, ignore=shutil.ignore_patterns("__pycache__"))
-    rides_data.write(project / "include" / "samples" / "rides", days=12)
-    assert main(["ci", str(project), "--log", str(tmp_path / "run.log")]) == 0, capsys.readouterr().out
+    features) from landed days to the champion's predictions, as its README runs it, on the sample it
+    keeps: the one its generator writes."""
+    kept = RIDES / "include" / "samples" / "rides"
+    rides_data.write(tmp_path / "generated", days=12)
+    files = sorted(p.relative_to(kept) for p in kept.rglob("*.parquet"))
+    assert files == sorted(p.relative_to(tmp_path / "generated") for p in (tmp_path / "generated").rglob("*.parquet"))
+    for file in files:
+        assert pd.read_parquet(kept / file).equals(pd.read_parquet(tmp_path / "generated" / file)), file
+    assert main(["ci", str(RIDES), "--log", str(tmp_path / "run.log")]) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
     assert "PASS  rides  features: 12 days passed the raw gate" in out
     assert "PASS  rides  model beats a constant predictor: rmse " in out
     assert "PASS  rides  same seed, same metrics: refitted twice: rmse " in out and " r2 " in out
     assert "PASS  rides  predictions finite and in range: 80 scores in" in out
+
+
+def test_a_multiclass_pipeline_passes_ci_end_to_end_on_a_synthesised_sample(tmp_path, capsys):
+    """The rides example turned multiclass (tomorrow's demand level), its sample synthesised from the spec."""
+    project = tmp_path / "demand"
+    shutil.copytree(RIDES, project, ignore=shutil.ignore_patterns("__pycache__", "samples"))
+    specs, suites = project / "include" / "pipelines", project / "include" / "expectations"
+    raw = yaml.safe_load((specs / "rides.yaml").read_text())
+    raw["data"].update(task="multiclass", classes=DEMAND_LEVELS, label_column="demand_level")
+    raw["training"].update(primary_metric="f1_macro", thresholds={"f1_macro": {"threshold": 0.5}})
+    raw["training"]["model"] = {"trainer": "sklearn_logistic_regression"}
+    raw["monitoring"]["drift"]["min_performance"] = {"roc_auc_ovr": 0.7}
+    (specs / "rides.yaml").write_text(yaml.safe_dump(raw))
+    in_set = {"column": "demand_level", "value_set": DEMAND_LEVELS}
+    suite = {
+        "name": "demand_training",
+        "expectations": [{"type": "expect_column_values_to_be_in_set", "kwargs": in_set}],
+    }
+    (suites / "rides_training.json").write_text(json.dumps(suite))
+    assert main(["ci", str(project), "--log", str(tmp_path / "run.log")]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "PASS  rides  model beats a constant predictor: f1_macro " in out
+    assert "PASS  rides  same seed, same metrics: refitted twice: f1_macro " in out and " roc_auc_ovr " in out

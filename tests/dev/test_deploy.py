@@ -49,7 +49,7 @@ def staging(project: Path, origin: Path, home: Path) -> Iterator[Api]:
     """``airflow-mlops up`` on the branch staging tracks, as a user starts it; Ctrl+C when done."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS"))}
     cli = Path(sys.executable).with_name("airflow-mlops")
-    argv = [cli, "up", "--project", project, "--home", home, "--port", str(API_PORT)]
+    argv = [cli, "up", "--project", project, "--home", home, "--port", str(API_PORT), "--paused"]
     argv += ["--git-branch", "deploy/staging", "--git-repo", origin]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: list[str] = []

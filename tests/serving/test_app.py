@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date
+from pathlib import Path
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from airflow_mlops import keys
@@ -18,14 +21,13 @@ from tests.conftest import SPEC_PATH, day, register_candidate
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-@pytest.fixture
-def stores(tmp_path, scenario_root, spec, monkeypatch):
-    """Days 0-2 published and materialised (day 2 is the newest online), an MLflow store without models,
+def published(tmp_path, raw_root, spec, days, monkeypatch) -> dict:
+    """``days`` published and materialised (the last is the newest online), an MLflow store without models,
     and the Airflow connections the service reads."""
     storage = LocalStorage(tmp_path / "lake")
-    raw = LocalStorage(scenario_root)
-    for index in range(3):
-        features.write_offline(storage, spec, day(index), read_partition(raw, keys.raw_partition(spec, day(index))))
+    raw = LocalStorage(raw_root)
+    for ds in days:
+        features.write_offline(storage, spec, ds, read_partition(raw, keys.raw_partition(spec, ds)))
     feast = features.FeastTarget(
         {
             "project": "serving",
@@ -36,7 +38,7 @@ def stores(tmp_path, scenario_root, spec, monkeypatch):
     )
     store = feast.store()
     features.apply(store, spec, storage)
-    features.materialize(store, storage, spec, day(2))
+    features.materialize(store, storage, spec, days[-1])
     target = registry.MlflowTarget(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=(tmp_path / "art").as_uri())
     monkeypatch.setenv("AIRFLOW_CONN_FEAST_SERVING", json.dumps({"conn_type": "mlops_feast", "extra": feast.config}))
     mlflow_extra = {"tracking_uri": target.tracking_uri, "artifact_location": target.artifact_location}
@@ -44,9 +46,15 @@ def stores(tmp_path, scenario_root, spec, monkeypatch):
     return {"storage": storage, "target": target, "store": store}
 
 
-def service(reload_interval_s: float = 0.2) -> TestClient:
+@pytest.fixture
+def stores(tmp_path, scenario_root, spec, monkeypatch):
+    """The churn demo's days 0-2 published and materialised (day 2 is the newest online)."""
+    return published(tmp_path, scenario_root, spec, [day(0), day(1), day(2)], monkeypatch)
+
+
+def service(reload_interval_s: float = 0.2, spec_path: Path = SPEC_PATH) -> TestClient:
     app = create_app(
-        str(SPEC_PATH),
+        str(spec_path),
         mlflow_conn_id="mlflow_serving",
         feast_conn_id="feast_serving",
         reload_interval_s=reload_interval_s,
@@ -94,6 +102,38 @@ def test_online_scores_equal_batch_scores_and_unknown_ids_are_named(stores, spec
             and not_a_key.json()["detail"] == "customer_id is a key of type int64, got ['x']"
         )
         assert client.post("/predict", json={"ids": list(range(1001))}).status_code == 422
+
+
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_a_regression_and_a_multiclass_pipeline_serve_string_keys_as_their_batch_scores(
+    tmp_path, rides_lake, rides_spec, rides_labelled, demand_spec, demand_labelled, monkeypatch, task
+):
+    """The rides example (string station ids): the predicted count, or the likeliest demand level and its
+    probability, online equal to batch scoring."""
+    spec, labelled = (rides_spec, rides_labelled) if task == "regression" else (demand_spec, demand_labelled)
+    spec_path = tmp_path / f"{spec.name}.yaml"
+    spec_path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    days = sorted(date.fromisoformat(p.name.removeprefix("date=")) for p in (rides_lake / "raw" / "stations").iterdir())
+    stores = published(tmp_path, rides_lake, spec, days[-2:], monkeypatch)
+    version = register_candidate(stores["target"], spec, labelled, "s1").version
+    registry.promote(stores["target"], spec.registered_model_name, version, "test", gated_against=None)
+    with service(spec_path=spec_path) as client:
+        body = client.post("/predict", json={"ids": ["st-0003", "st-9999", "st-0001"]}).json()
+        assert body["unknown"] == ["st-9999"] and [p["id"] for p in body["predictions"]] == ["st-0003", "st-0001"]
+        newest = read_partition(stores["storage"], keys.offline_partition(spec, days[-1]))
+        model = training.load_model(f"models:/{spec.registered_model_name}/{version}")
+        batch = monitoring.score(model, newest, spec, version).set_index("station_id")
+        for prediction in body["predictions"]:
+            assert prediction["score"] == pytest.approx(batch.loc[prediction["id"], "score"], abs=1e-9)
+            if task == "multiclass":
+                assert prediction["prediction"] == batch.loc[prediction["id"], "prediction"]
+            else:
+                assert "prediction" not in prediction and prediction["score"] > 1  # a count
+        one = client.get("/predict/st-0001").json()
+        assert one["station_id"] == "st-0001" and one["score"] == body["predictions"][1]["score"]
+        assert (
+            client.post("/predict", json={"ids": [1]}).json()["detail"] == "station_id is a key of type string, got [1]"
+        )
 
 
 def test_the_service_follows_champion_and_waits_for_the_first(stores, spec, labelled):

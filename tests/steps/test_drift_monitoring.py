@@ -3,6 +3,7 @@
 import json
 from datetime import date
 from itertools import pairwise
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -237,7 +238,10 @@ def test_shadow_policy_waits_the_window_then_applies_the_gate_on_live_labels(spe
 
 def test_shadow_policy_without_labels_of_both_classes_waits_then_gives_up(spec):
     waiting = judge(spec, None, None, days=5)
-    assert waiting.verdict == "shadowing" and "waiting for 100 labelled rows with both classes" in waiting.reasons[0]
+    assert (
+        waiting.verdict == "shadowing"
+        and "waiting for 100 labelled rows with two classes or values" in waiting.reasons[0]
+    )
     assert judge(spec, None, None, days=0, elapsed=5).verdict == "shadowing"  # not scored yet
     never = judge(spec, None, None, days=0, elapsed=6)
     assert never.verdict == "reject" and "never scored in 6 days of shadow" in never.reasons[0]
@@ -271,7 +275,7 @@ def test_shadow_pairs_join_both_models_scores_of_the_same_rows_with_arrived_labe
     pairs, days = monitoring.shadow_pairs(storage, spec, "1", "2", day(2), day(4))
     assert days == 2  # days 2 and 3 were scored by both
     assert len(pairs) == len(arrived) == SMALL.customers  # day 3's rows have no label yet
-    assert pairs["champion"].eq(0.7).all() and pairs["challenger"].eq(0.5).all()
+    assert pairs["score_champion"].eq(0.7).all() and pairs["score_challenger"].eq(0.5).all()
     assert set(pairs["churned"]) <= {0, 1}
     assert monitoring.shadow_pairs(storage, spec, "1", "2", day(5), day(6))[0].empty
     # rows other versions scored: another champion's, an earlier challenger's
@@ -329,3 +333,22 @@ def test_regression_performance_and_evidentlys_regression_report_agree(rides_spe
     assert shown["RMSE"] == pytest.approx(metrics["rmse"]) and shown["R2Score"] == pytest.approx(metrics["r2"])
     assert shown["MAE"]["mean"] == pytest.approx(metrics["mae"])
     assert monitoring.performance(labelled.assign(rides_next_day=3.0), data) is None  # R2 needs varying labels
+
+
+def test_multiclass_performance_and_evidentlys_multiclass_report_agree(demand_spec, demand_labelled):
+    from airflow_mlops.steps import training
+
+    data = demand_spec.data
+    split = training.time_split(demand_labelled, "event_timestamp", 3)
+    model = training.fit(demand_spec.training.model, data, split.train)
+    as_pyfunc = SimpleNamespace(predict=model.predict_proba)  # what MLflow's pyfunc predict calls
+    scored = monitoring.score(as_pyfunc, split.holdout, demand_spec, "1")
+    scores = ["prediction", "score", "score_low", "score_medium", "score_high"]
+    assert list(scored.columns) == ["station_id", "event_timestamp", *scores, "model_version"]
+    labelled = scored.merge(split.holdout[["station_id", "event_timestamp", data.label_column]])
+    metrics = monitoring.performance(labelled, data)
+    assert metrics is not None and metrics["labelled_rows"] == len(split.holdout)
+    report = monitoring.evidently_performance(labelled, data).dict()["metrics"]
+    shown = {m["config"]["type"].rsplit(":", 1)[-1]: m["value"] for m in report}
+    assert shown["Accuracy"] == pytest.approx(metrics["accuracy"])
+    assert shown["LogLoss"] == pytest.approx(metrics["log_loss"])

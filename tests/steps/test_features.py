@@ -135,3 +135,15 @@ def test_the_offline_store_and_feast_keep_the_declared_types(storage, spec, scen
         "satisfaction_score": "Float32",
         "autopay": "Bool",
     }
+
+
+def test_a_training_sets_label_mean_is_the_positive_share_or_the_mean_and_none_for_classes_or_text(
+    spec, labelled, rides_spec, rides_labelled, demand_spec, demand_labelled
+):
+    assert features.label_mean(spec, labelled) == pytest.approx(labelled["churned"].mean(), abs=1e-4)
+    assert features.label_mean(rides_spec, rides_labelled) == pytest.approx(
+        rides_labelled["rides_next_day"].mean(), abs=1e-4
+    )
+    assert features.label_mean(demand_spec, demand_labelled) is None
+    text = rides_labelled.assign(rides_next_day=rides_labelled["rides_next_day"].astype(str))
+    assert features.label_mean(rides_spec, text) is None  # the training-set gate names it next

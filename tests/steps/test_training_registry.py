@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from airflow_mlops import task_types
+from airflow_mlops.contracts import Tag
 from airflow_mlops.spec import MetricThresholdSpec, ModelSpec, SpecError
 from airflow_mlops.steps import registry, training
 from airflow_mlops.storage import DataError
@@ -179,33 +180,83 @@ def test_a_challenger_in_shadow_leaves_the_champion_and_replaces_an_older_challe
 def test_infra_validation_loads_in_a_fresh_process(mlflow_target, spec, labelled):
     candidate = register_candidate(mlflow_target, spec, labelled, "k1")
     result = registry.infra_validate(
-        mlflow_target, candidate.model_uri, labelled[spec.data.feature_names].head(7), "binary"
+        mlflow_target, candidate.model_uri, labelled[spec.data.feature_names].head(7), spec.data
     )
     assert result["rows"] == 7 and result["problem"] is None
     with pytest.raises(RuntimeError, match="failed to load or score"):
         registry.infra_validate(
-            mlflow_target, "models:/churn_model/99", labelled[spec.data.feature_names].head(2), "binary"
+            mlflow_target, "models:/churn_model/99", labelled[spec.data.feature_names].head(2), spec.data
         )
 
 
-@pytest.mark.parametrize("trainer", ["sklearn_gradient_boosting", "sklearn_ridge", "torch_mlp"])
-def test_each_regression_trainer_learns_the_counts(rides_labelled, rides_spec, trainer):
+@pytest.mark.parametrize(
+    ("task", "trainer"),
+    [
+        *(("regression", t) for t in ("sklearn_gradient_boosting", "sklearn_ridge", "torch_mlp")),
+        *(("multiclass", t) for t in ("sklearn_gradient_boosting", "sklearn_logistic_regression", "torch_mlp")),
+    ],
+)
+def test_each_trainer_learns_the_rides_counts_and_demand_levels(request, task, trainer):
+    """Every metric of the task beats the best constant prediction, and by a clear margin on one."""
     if trainer == "torch_mlp":
         pytest.importorskip("torch", reason="the torch extra is not installed here")
-    data = rides_spec.data
-    split = training.time_split(rides_labelled, "event_timestamp", 3)
-    model = training.fit(
-        ModelSpec(trainer=trainer, params={"epochs": 40} if trainer == "torch_mlp" else {}), data, split.train
+    name = "rides" if task == "regression" else "demand"
+    spec, labelled = request.getfixturevalue(f"{name}_spec"), request.getfixturevalue(f"{name}_labelled")
+    data = spec.data
+    split = training.time_split(labelled, "event_timestamp", 3)
+    params = {"epochs": 40} if trainer == "torch_mlp" else {}
+    metrics = training.evaluate(
+        training.fit(ModelSpec(trainer=trainer, params=params), data, split.train), split.holdout, data
     )
-    metrics = training.evaluate(model, split.holdout, data)
-    y = split.holdout[data.label_column].to_numpy(dtype=float)
-    constant = task_types.metrics("regression", y, task_types.constant_scores(split.train[data.label_column], len(y)))
-    assert set(metrics) == {"rmse", "mae", "r2", "mape"}
-    assert metrics["rmse"] < 0.6 * constant["rmse"] and metrics["r2"] > 0.6, (metrics, constant)
+    y = task_types.label_values(data, split.holdout[data.label_column])
+    train = task_types.label_values(data, split.train[data.label_column])
+    constant = task_types.metrics(data, y, task_types.constant_scores(data, train, len(y)))
+    assert set(metrics) == set(task_types.METRICS[task])
+    assert all(task_types.better(m, metrics[m], constant[m]) for m in metrics), (metrics, constant)
+    skill, bar = {"regression": ("r2", 0.6), "multiclass": ("roc_auc_ovr", 0.8)}[task]
+    assert metrics[skill] > bar, metrics
+
+
+def test_a_multiclass_model_scores_every_class_and_names_the_likeliest(mlflow_target, demand_spec, demand_labelled):
+    from airflow_mlops.steps.monitoring import score
+
+    candidate = register_candidate(mlflow_target, demand_spec, demand_labelled, "m1")
+    day = demand_labelled[demand_labelled["event_timestamp"] == demand_labelled["event_timestamp"].max()]
+    scored = score(training.load_model(candidate.model_uri), day, demand_spec, candidate.version)  # pyfunc
+    probabilities = scored[["score_low", "score_medium", "score_high"]].to_numpy()
+    fitted = training.load_model(candidate.model_uri, "sklearn")
+    assert probabilities == pytest.approx(fitted.predict_proba(training.model_input(day, demand_spec.data)))
+    assert (scored["prediction"] == pd.Series(["low", "medium", "high"])[probabilities.argmax(axis=1)].to_numpy()).all()
+    assert (scored["prediction"] == day["demand_level"].to_numpy()).mean() > 0.6
+    sample = training.model_input(day, demand_spec.data)
+    assert registry.infra_validate(mlflow_target, candidate.model_uri, sample, demand_spec.data)["problem"] is None
+
+
+def test_models_of_another_task_are_never_gated_against_nor_rolled_back_to(
+    mlflow_target, storage, spec, labelled, rides_spec, rides_labelled
+):
+    """A spec that changes data.task but keeps its registered model: the new task's candidate is not
+    compared with the old champion, and a rollback never crosses tasks."""
+    name = spec.registered_model_name
+    first = register_candidate(mlflow_target, spec, labelled, "b1").version
+    registry.promote(mlflow_target, name, first, "first", gated_against=None)
+    counts = register_candidate(mlflow_target, rides_spec, rides_labelled, "r1", model_name=name)
+    assert mlflow_target.client().get_model_version(name, counts.version).tags[Tag.TASK] == "regression"
+    key = "training_sets/rides/x.parquet"
+    storage.write_parquet(key, rides_labelled)
+    record = {"version": counts.version, "metrics": counts.metrics, "training_set": key}
+    same_name = rides_spec.model_copy(
+        update={"training": rides_spec.training.model_copy(update={"registered_model": name})}
+    )
+    with pytest.raises(SpecError, match=rf"@champion v{first} of {name} predicts binary, the spec says regression"):
+        registry.challenge(mlflow_target, storage, same_name, record)
+    registry.promote(mlflow_target, name, counts.version, "forced", gated_against=first)
+    with pytest.raises(registry.RollbackRefused, match=f"v{first} of {name} predicts binary, @champion v2 regression"):
+        registry.plan_rollback(mlflow_target, name)
 
 
 def test_a_regressor_registers_and_scores_predicted_values_and_infra_validation_checks_them_for_the_task(
-    mlflow_target, rides_spec, rides_labelled
+    mlflow_target, rides_spec, rides_labelled, spec
 ):
     from airflow_mlops.steps.monitoring import score
 
@@ -218,9 +269,9 @@ def test_a_regressor_registers_and_scores_predicted_values_and_infra_validation_
     assert scored["score"].to_numpy() == pytest.approx(fitted.predict(training.model_input(day, rides_spec.data)))
     assert scored["score"].max() > 1  # counts, not probabilities
     sample = training.model_input(day, rides_spec.data)
-    assert registry.infra_validate(mlflow_target, candidate.model_uri, sample, "regression")["problem"] is None
-    with pytest.raises(RuntimeError, match=r"scored 80 rows: probabilities outside \[0, 1\]"):
-        registry.infra_validate(mlflow_target, candidate.model_uri, sample, "binary")
+    assert registry.infra_validate(mlflow_target, candidate.model_uri, sample, rides_spec.data)["problem"] is None
+    with pytest.raises(RuntimeError, match=r"scored 80 rows: a binary model's output has shape \(80,\), not \(80, 2\)"):
+        registry.infra_validate(mlflow_target, candidate.model_uri, sample, spec.data)
 
 
 def test_model_input_hands_models_numpy_types_whatever_pandas_read(spec):
@@ -279,7 +330,7 @@ def test_the_dtypes_people_land_train_register_and_score_through_the_model_signa
     scored = score(model, day, typed, candidate.version)  # MLflow's schema check used to refuse category here
     assert scored["score"].between(0, 1).all() and len(scored) == 50
     result = registry.infra_validate(
-        mlflow_target, candidate.model_uri, training.model_input(day, typed.data), "binary"
+        mlflow_target, candidate.model_uri, training.model_input(day, typed.data), typed.data
     )
     assert result["problem"] is None and result["rows"] == 50
 
@@ -375,7 +426,7 @@ def test_a_trainer_of_your_own_trains_registers_and_loads_in_a_fresh_process(
     assert "my-trainers==0.1" in registry.requirements(model)  # the model needs its trainer's package
     assert training.trainer_packages(trainer) == ["my-trainers==0.1"]  # part of its training key
     result = registry.infra_validate(
-        mlflow_target, candidate.model_uri, labelled[spec.data.feature_names].head(5), "binary"
+        mlflow_target, candidate.model_uri, labelled[spec.data.feature_names].head(5), spec.data
     )
     assert result["problem"] is None and result["rows"] == 5
 

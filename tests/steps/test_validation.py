@@ -162,7 +162,8 @@ def test_a_label_that_does_not_fit_the_task_is_named_at_the_training_set_gate(go
     [label] = [f for f in report.summary()["blocking_failures"] if f.startswith("contract: label")]
     assert label == (
         "contract: label fits data.task binary on column 'churned' (a binary label is 0 or 1; found 7 distinct "
-        "values (0.0, 1.5, 3.0, 4.5, 6.0, ...): declare data.task)"
+        "values (0.0, 1.5, 3.0, 4.5, 6.0, ...): map them to 0 and 1, or declare data.task multiclass (with "
+        "data.classes) or regression)"
     )
     as_text = rides_labelled.assign(rides_next_day=rides_labelled["rides_next_day"].astype(str))
     suite = rides_spec.training.training_suite

@@ -8,6 +8,7 @@ Airflow reads its configuration (here: the throwaway stack's) once, on first imp
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
     from airflow_mlops.spec import PipelineSpec
     from airflow_mlops.steps.registry import MlflowTarget
     from airflow_mlops.storage import Storage
+
+
+def same(a: float, b: float) -> bool:
+    """Equal metrics, to rounding: relative, as a regression's metrics are in the label's units."""
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
 class RunFailed(Exception):
@@ -183,16 +189,19 @@ class PipelineRun:
         return training.time_split(frame, self.spec.data.timestamp_column, self.spec.training.holdout_days)
 
     def converges(self) -> str:
+        import numpy as np
+
         from airflow_mlops import task_types
 
         split, data = self.training_split, self.spec.data
-        train = task_types.label_values(data.task, split.train[data.label_column])
-        y = task_types.label_values(data.task, split.holdout[data.label_column])
-        constant = task_types.constant_scores(train, len(y))
+        train = task_types.label_values(data, split.train[data.label_column])
+        y = task_types.label_values(data, split.holdout[data.label_column])
+        constant = task_types.constant_scores(data, train, len(y))
         metric = self.spec.training.primary_metric
-        baseline = task_types.metrics(data.task, y, constant)[metric]
+        baseline = task_types.metrics(data, y, constant)[metric]
         value = self.holdout_metrics[metric]
-        comparison = f"{metric} {value:.3f} on the holdout, {baseline:.3f} for a constant predictor ({constant[0]:.2f})"
+        shown = ", ".join(f"{v:.2f}" for v in np.atleast_1d(constant[0]))
+        comparison = f"{metric} {value:.3f} on the holdout, {baseline:.3f} for a constant predictor ({shown})"
         if not task_types.better(metric, value, baseline):
             raise RunFailed(f"the model learns nothing: {comparison}")
         return comparison
@@ -211,7 +220,7 @@ class PipelineRun:
         differ = {
             m: (registered[m], runs[0][m], runs[1][m])
             for m in runs[0]
-            if not (abs(runs[0][m] - runs[1][m]) <= 1e-9 and abs(runs[0][m] - registered.get(m, float("nan"))) <= 1e-9)
+            if not (same(runs[0][m], runs[1][m]) and same(runs[0][m], registered.get(m, float("nan"))))
         }
         if differ:
             raise RunFailed(
@@ -226,8 +235,8 @@ class PipelineRun:
         from airflow_mlops.storage import read_parquet
 
         key = keys.predictions(self.spec, self.days[-1])
-        scores = read_parquet(self.storage, key)["score"].to_numpy(dtype=float)
-        problem = "no scores" if not len(scores) else task_types.scores_problem(self.spec.data.task, scores)
+        scores = task_types.stored_scores(self.spec.data, read_parquet(self.storage, key))
+        problem = "no scores" if not len(scores) else task_types.scores_problem(self.spec.data, scores)
         if problem:
             raise RunFailed(f"{self.storage.location(key)}: {problem}")
         return f"{len(scores)} scores in [{scores.min():.3f}, {scores.max():.3f}]"

@@ -110,7 +110,8 @@ def _numbers(rng: np.random.Generator, bounds: Bounds, n: int, integer: bool) ->
 def synthesise(spec: PipelineSpec, root: Path, first_day: date) -> list[date]:
     """Write :func:`sample_days` days of raw partitions and their labels (arriving the same day) under
     ``root``, valid for the spec's suites; the same spec always gives the same files. The label follows
-    the features: a 0/1 draw from a logistic of them, or (regression) a linear function of them plus noise."""
+    the features: a 0/1 draw from a logistic of them, the classes along them with noise (multiclass), or
+    (regression) a linear function of them plus noise."""
     data = spec.data
     bounds = suite_bounds(spec.features.raw_suite, spec.training.training_suite)
     days = sample_days(spec)  # each day as the raw suite wants it, together what the training suite wants
@@ -154,6 +155,10 @@ def synthesise(spec: PipelineSpec, root: Path, first_day: date) -> list[date]:
             centre, spread = _centre_spread(label)
             noise = rng.normal(0.0, 0.3, rows)
             target = np.round(_clip(centre + spread * (signal / max(float(signal.std()), 1e-9) + noise), label), 3)
+        elif data.task == "multiclass":  # the classes in order along the signal, as many rows each
+            noisy = signal + rng.normal(0.0, 0.5, rows)
+            order = np.argsort(np.argsort(noisy))
+            target = np.asarray(data.classes, dtype=object)[order * len(data.classes) // rows]
         else:
             probability = 1 / (1 + np.exp(-(signal + _logit_offset(signal, positive_rate))))
             target = np.where(rng.random(rows) < probability, classes[1], classes[0])

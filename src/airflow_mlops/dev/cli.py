@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -173,7 +174,11 @@ def _up(args: argparse.Namespace) -> int:
 
         env.update(git_bundle_env(args.git_repo or str(project), args.git_branch))
         source = f"branch {args.git_branch} of {args.git_repo or project}"
+    if not args.schedule:  # the scheduler creates no scheduled runs: triggered runs and backfills only
+        env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
     print(f"starting Airflow for {source} (state and logs in {home})", flush=True)
+    # Ctrl+C (or kill -INT) stops the stack, also when a shell started it in the background with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _run_until_interrupted(env, home, project, args)
     except KeyboardInterrupt:  # Ctrl+C while starting: the components are stopped on the way out
@@ -190,8 +195,13 @@ def _run_until_interrupted(env: dict[str, str], home: Path, project: Path, args:
             print(f"no DAGs in {project / 'dags'} yet: add a DAG file (docs/custom-model.md)", flush=True)
         dags = sorted(api.dag_ids())
         for dag_id in dags:
-            api.set_paused(dag_id, not args.schedule)
-        state = "scheduled" if args.schedule else "paused (unpause in the UI, or start with --schedule)"
+            api.set_paused(dag_id, args.paused)
+        if args.paused:
+            state = "paused (nothing runs until you unpause a DAG in the UI)"
+        elif args.schedule:
+            state = "scheduled"
+        else:
+            state = "unpaused, schedules off (the runs you trigger or backfill run; --schedule runs schedules too)"
         print(f"DAGs, {state}: {', '.join(dags) or 'none'}", flush=True)
         ui = env["AIRFLOW__API__BASE_URL"]
         print(f"Airflow UI: {ui} (admin / admin); the airflow CLI in another shell:", flush=True)
@@ -313,12 +323,13 @@ def main(argv: list[str] | None = None) -> int:
         "--home", default=".local", help="folder for Airflow, MLflow, Feast and data (default .local, in the project)"
     )
     up.add_argument("--port", type=int, default=8080, help="Airflow API and UI port (the next two: log servers)")
-    up.add_argument(
+    runs = up.add_mutually_exclusive_group()
+    runs.add_argument(
         "--schedule",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="unpause every DAG, so schedules run (default: every DAG paused; trigger and backfill by hand)",
+        action="store_true",
+        help="run the DAGs' schedules too (default: only the runs you trigger or backfill run)",
     )
+    runs.add_argument("--paused", action="store_true", help="pause every DAG: nothing runs until unpaused in the UI")
     up.add_argument(
         "--git-branch",
         help="read the DAGs from this branch (a GitDagBundle, as deploy moves it) instead of the dags/ folder",

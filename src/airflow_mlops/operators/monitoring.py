@@ -72,8 +72,8 @@ class DetectDriftOperator(DailyOperator):
 
 
 class PerformanceReportOperator(DailyOperator):
-    """Champion metrics on the predictions whose labels have arrived, with Evidently's classification
-    report; ``None`` until there are some."""
+    """Champion metrics on the predictions whose labels have arrived, with Evidently's classification or
+    regression report; ``None`` until there are some."""
 
     operator_extra_links = (PerformanceReportLink(),)
 

@@ -72,7 +72,8 @@ class Batcher:
             return
         for ids, done in batch:
             mine = {i: result.scores[i] for i in ids if i in result.scores}
-            settle(done, Scored(result.version, mine, [i for i in ids if i not in result.scores]))
+            predicted = {i: result.predicted[i] for i in ids if i in result.predicted}
+            settle(done, Scored(result.version, mine, [i for i in ids if i not in result.scores], predicted))
 
 
 def settle(done: asyncio.Future[Scored], result: Scored | None = None, error: Exception | None = None) -> None:
@@ -96,7 +97,8 @@ class PredictRequest(BaseModel):
 
 class Prediction(BaseModel):
     id: int | str
-    score: float
+    score: float = Field(description="the probability of 1, the predicted value, or the likeliest class's probability")
+    prediction: str | None = Field(default=None, description="multiclass: the likeliest class")
 
 
 class PredictResponse(BaseModel):
@@ -152,7 +154,7 @@ def create_app(
         except NoChampion as exc:
             raise HTTPException(503, str(exc)) from None
 
-    @app.post("/predict", response_model=PredictResponse)
+    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
     async def predict(request: PredictRequest) -> PredictResponse:
         """Scores for up to 1000 ids; ids without online features are listed in ``unknown``."""
         result = await scored(request.ids)
@@ -160,7 +162,11 @@ def create_app(
             pipeline=spec.name,
             model=spec.registered_model_name,
             version=result.version,
-            predictions=[Prediction(id=i, score=result.scores[i]) for i in request.ids if i in result.scores],
+            predictions=[
+                Prediction(id=i, score=result.scores[i], prediction=result.predicted.get(i))
+                for i in request.ids
+                if i in result.scores
+            ],
             unknown=result.unknown,
         )
 
@@ -178,7 +184,8 @@ def create_app(
         result = await scored([entity])
         if result.unknown:
             raise HTTPException(404, f"no online features for {key} {entity_id} in {spec.features.feature_view}")
-        return {key: entity, "score": result.scores[entity], "version": result.version}
+        predicted = {"prediction": result.predicted[entity]} if entity in result.predicted else {}
+        return {key: entity, "score": result.scores[entity], **predicted, "version": result.version}
 
     @app.get("/health")
     def health() -> dict[str, Any]:

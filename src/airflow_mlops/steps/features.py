@@ -224,6 +224,15 @@ def online_features(store: Any, spec: PipelineSpec, entity_ids: list[Any]) -> pd
     return store.get_online_features(features=refs, entity_rows=rows).to_df()
 
 
+def label_mean(spec: PipelineSpec, frame: pd.DataFrame) -> float | None:
+    """The share of 1s (binary) or the mean label (regression) of a training set; ``None`` for classes, and
+    for a label that is not numbers (which the training-set gate then names)."""
+    label = frame[spec.data.label_column]
+    if frame.empty or spec.data.task == "multiclass" or label.dtype.kind not in "biuf":
+        return None
+    return round(float(label.mean()), 4)
+
+
 def build_training_set(store: Any, storage: Storage, spec: PipelineSpec, as_of: date) -> TrainingSetRecord:
     """The point-in-time training set for the labels that had arrived by ``as_of``, written to the lake."""
     from airflow_mlops.steps.registry import fingerprint
@@ -239,5 +248,5 @@ def build_training_set(store: Any, storage: Storage, spec: PipelineSpec, as_of: 
         "rows": len(frame),
         "labels": len(entities),
         "fingerprint": digest,
-        "label_rate": round(float(frame[spec.data.label_column].mean()), 4) if len(frame) else None,
+        "label_mean": label_mean(spec, frame),
     }

@@ -32,16 +32,16 @@ log = logging.getLogger(__name__)
 
 
 def score(model: Any, features: pd.DataFrame, spec: PipelineSpec, model_version: str) -> pd.DataFrame:
-    """Champion scores for one day of features: entity, timestamp, score, and which model made it."""
+    """A model's scores for one day of features (pyfunc): entity, timestamp, the task's score columns
+    (:func:`airflow_mlops.task_types.score_frame`), and which model made them."""
     from airflow_mlops.steps.training import model_input
 
-    probabilities = model.predict(model_input(features, spec.data))
-    scores = pd.DataFrame(probabilities).to_numpy(dtype=float)[:, -1]
+    scores = task_types.pyfunc_scores(spec.data, model.predict(model_input(features, spec.data)))
     return pd.DataFrame(
         {
             spec.data.entity_key: features[spec.data.entity_key].to_numpy(),
             spec.data.timestamp_column: pd.to_datetime(features[spec.data.timestamp_column], utc=True),
-            "score": scores,
+            **task_types.score_frame(spec.data, scores),
             "model_version": str(model_version),
         }
     )
@@ -66,7 +66,7 @@ def labelled_predictions(storage: Storage, spec: PipelineSpec, ds: date) -> pd.D
     if not predictions or not labels:
         return pd.DataFrame(columns=[*join_on, "score", "model_version", spec.data.label_column])
     scored = pd.concat(predictions, ignore_index=True)
-    truth = pd.concat(labels, ignore_index=True)
+    truth = pd.concat(labels, ignore_index=True).dropna(subset=[spec.data.label_column])  # null: not known yet
     truth[spec.data.timestamp_column] = pd.to_datetime(truth[spec.data.timestamp_column], utc=True)
     return scored.merge(truth[[*join_on, spec.data.label_column]], on=join_on, how="inner")
 
@@ -87,10 +87,13 @@ def performance(frame: pd.DataFrame, data: DataSpec) -> dict[str, Any] | None:
 
 
 def live_metrics(frame: pd.DataFrame, data: DataSpec) -> dict[str, float] | None:
-    label = task_types.label_values(data.task, frame[data.label_column])
-    if frame.empty or not task_types.scorable(label):
+    """The task's metrics of labelled predictions (the score columns and the label)."""
+    if frame.empty:
         return None
-    metrics = task_types.metrics(data.task, label, frame["score"].to_numpy(dtype=float))
+    label = task_types.label_values(data, frame[data.label_column])
+    if not task_types.scorable(label):
+        return None
+    metrics = task_types.metrics(data, label, task_types.stored_scores(data, frame))
     return {**metrics, "labelled_rows": float(len(frame))}
 
 
@@ -195,29 +198,30 @@ def shadow_pairs(
     storage: Storage, spec: PipelineSpec, champion: str, challenger: str, since: date, ds: date
 ) -> tuple[pd.DataFrame, int]:
     """The ``champion`` and ``challenger`` versions' scores of the same rows since the shadow began,
-    joined with the labels that have arrived (columns ``champion``, ``challenger`` and the label), and
-    on how many days both scored. Rows other versions scored (before a rollback, an earlier
-    challenger's) are left out."""
+    joined with the labels that have arrived (each score column twice, suffixed ``_champion`` and
+    ``_challenger``, and the label), and on how many days both scored. Rows other versions scored
+    (before a rollback, an earlier challenger's) are left out."""
     data = spec.data
     join_on = [data.entity_key, data.timestamp_column]
+    scored = task_types.score_columns(data)
     days = [since + timedelta(days=offset) for offset in range((ds - since).days + 1)]
     pairs, labels = [], []
     for day in days:
         if storage.exists(keys.predictions(spec, day)) and storage.exists(keys.shadow_predictions(spec, day)):
             served = read_parquet(storage, keys.predictions(spec, day))
-            served = served.loc[served["model_version"].astype(str) == champion, [*join_on, "score"]]
+            served = served.loc[served["model_version"].astype(str) == champion, [*join_on, *scored]]
             shadowed = read_parquet(storage, keys.shadow_predictions(spec, day))
-            shadowed = shadowed.loc[shadowed["model_version"].astype(str) == challenger, [*join_on, "score"]]
+            shadowed = shadowed.loc[shadowed["model_version"].astype(str) == challenger, [*join_on, *scored]]
             pairs.append(served.merge(shadowed, on=join_on, suffixes=("_champion", "_challenger")))
         if storage.files(keys.labels_partition(spec, day), ".parquet"):
             labels.append(read_partition(storage, keys.labels_partition(spec, day))[[*join_on, data.label_column]])
     days_scored = sum(1 for pair in pairs if not pair.empty)
     if not pairs or not labels:
-        return pd.DataFrame(columns=[*join_on, "champion", "challenger", data.label_column]), days_scored
-    truth = pd.concat(labels, ignore_index=True)
+        both = [f"{column}_{role}" for role in ("champion", "challenger") for column in scored]
+        return pd.DataFrame(columns=[*join_on, *both, data.label_column]), days_scored
+    truth = pd.concat(labels, ignore_index=True).dropna(subset=[data.label_column])  # null: not known yet
     truth[data.timestamp_column] = pd.to_datetime(truth[data.timestamp_column], utc=True)
-    joined = pd.concat(pairs, ignore_index=True).merge(truth, on=join_on, how="inner")
-    return joined.rename(columns={"score_champion": "champion", "score_challenger": "challenger"}), days_scored
+    return pd.concat(pairs, ignore_index=True).merge(truth, on=join_on, how="inner"), days_scored
 
 
 @dataclass(frozen=True)
@@ -255,7 +259,7 @@ def judge_shadow(
         why = f"v{challenger_version} not judged: never scored in {elapsed} days of shadow (see score_batch's log)"
         return ShadowVerdict("reject", [why])
     if champion is None or challenger is None or labelled_rows < rollout.min_labelled_rows:
-        wanted = f"{rollout.min_labelled_rows} labelled rows with both classes"
+        wanted = f"{rollout.min_labelled_rows} labelled rows with two classes or values"
         if days >= 2 * rollout.shadow_days:
             why = f"v{challenger_version} not judged: fewer than {wanted} in {days} days of shadow"
             return ShadowVerdict("reject", [why])
@@ -290,9 +294,12 @@ def shadow_report(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds
     since_tag = target.client().get_model_version(name, challenger).tags.get(Tag.SHADOW_SINCE)
     since = date.fromisoformat(since_tag) if since_tag else ds
     pairs, days = shadow_pairs(storage, spec, champion, challenger, since, ds)
-    label = spec.data.label_column
+    scored = task_types.score_columns(spec.data)
     live = {
-        role: live_metrics(pairs.rename(columns={role: "score"})[[label, "score"]], spec.data)
+        role: live_metrics(
+            pairs.rename(columns={f"{column}_{role}": column for column in scored})[[spec.data.label_column, *scored]],
+            spec.data,
+        )
         for role in ("champion", "challenger")
     }
     verdict = judge_shadow(
@@ -340,23 +347,29 @@ def performance_report(storage: Storage, spec: PipelineSpec, ds: date) -> dict[s
 
 
 def evidently_performance(labelled: pd.DataFrame, data: DataSpec) -> Any:
-    """Evidently's ``ClassificationPreset`` (``score``: the positive class's probability) or
-    ``RegressionPreset`` (``score``: the predicted value) on labelled predictions."""
-    from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
+    """Evidently's ``ClassificationPreset`` (binary: ``score``, the positive class's probability;
+    multiclass: the class probabilities ``score_<class>`` and the predicted class) or ``RegressionPreset``
+    (``score``: the predicted value) on labelled predictions."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, MulticlassClassification, Regression, Report
     from evidently.presets import ClassificationPreset, RegressionPreset
 
-    label = data.label_column
-    frame = pd.DataFrame(
-        {label: task_types.label_values(data.task, labelled[label]), "score": labelled["score"].astype(float)}
-    )
-    if data.task == "regression":
-        definition = DataDefinition(regression=[Regression(target=label, prediction="score")])
-        preset: Any = RegressionPreset()
+    label, scored = data.label_column, task_types.score_columns(data)
+    if data.task == "multiclass":  # Evidently matches probability columns to the labels by name
+        names = [str(c) for c in data.classes]
+        frame = pd.DataFrame(labelled[scored].to_numpy(dtype=float), columns=names)
+        frame[label] = [names[i] for i in task_types.label_values(data, labelled[label])]
+        frame["prediction"] = labelled["prediction"].astype(str).to_numpy()
+        kind: Any = MulticlassClassification(target=label, prediction_labels="prediction", prediction_probas=names)
+        definition = DataDefinition(classification=[kind])
     else:
-        definition = DataDefinition(
-            classification=[BinaryClassification(target=label, prediction_probas="score", pos_label=1)]
-        )
-        preset = ClassificationPreset()
+        frame = pd.DataFrame({label: task_types.label_values(data, labelled[label])})
+        frame["score"] = labelled["score"].astype(float).to_numpy()
+        if data.task == "regression":
+            definition = DataDefinition(regression=[Regression(target=label, prediction="score")])
+        else:
+            kind = BinaryClassification(target=label, prediction_probas="score", pos_label=1)
+            definition = DataDefinition(classification=[kind])
+    preset = RegressionPreset() if data.task == "regression" else ClassificationPreset()
     return Report([preset]).run(current_data=Dataset.from_pandas(frame, data_definition=definition))
 
 

@@ -32,9 +32,8 @@ from airflow_mlops.contracts import (
     Tag,
     holdout_metrics,
 )
-from airflow_mlops.spec import MetricThresholdSpec
+from airflow_mlops.spec import DataSpec, MetricThresholdSpec, SpecError
 from airflow_mlops.steps import infra_check
-from airflow_mlops.task_types import TaskType
 
 if TYPE_CHECKING:
     from airflow_mlops.contracts import CandidateRecord
@@ -157,7 +156,7 @@ def log_and_register(
     run_name: str,
     model_name: str,
     model: Any,
-    task: TaskType,
+    data: DataSpec,
     metrics: dict[str, float],
     params: dict[str, Any],
     tags: dict[str, str],
@@ -177,19 +176,19 @@ def log_and_register(
         return reused
     experiment_id = target.experiment_id(experiment)
     end_killed_runs(target, experiment_id, training_key)
-    tags = {**tags, Tag.TRAINING_KEY: training_key}
+    tags = {**tags, Tag.TRAINING_KEY: training_key, Tag.TASK: task_types.describe(data)}
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         mlflow.log_params({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in params.items()})
         mlflow.log_metrics({f"{HOLDOUT_PREFIX}{k}": v for k, v in metrics.items()})
         for name, payload in artifacts.items():
             mlflow.log_dict(payload, name)
-        signature = infer_signature(input_example, task_types.scores(task, model, input_example))
+        signature = infer_signature(input_example, task_types.scores(data, model, input_example))
         info = mlflow.sklearn.log_model(
             model,
             name="model",
             signature=signature,
             input_example=input_example,
-            pyfunc_predict_fn=task_types.PYFUNC_PREDICT_FN[task],
+            pyfunc_predict_fn=task_types.PYFUNC_PREDICT_FN[data.task],
             # skops (MLflow's default) refuses the torch trainer and needs a per-model allow-list; only
             # holders of the registry's credentials can register a model (docs/production.md, threat model).
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
@@ -337,6 +336,11 @@ def gate(
     return decision
 
 
+def version_task(version: Any) -> str:
+    """What a registered version predicts (``Tag.TASK``); versions from before task types are binary."""
+    return str(version.tags.get(Tag.TASK, "binary"))
+
+
 def challenge(target: MlflowTarget, storage: Storage, spec: PipelineSpec, candidate: CandidateRecord) -> GateDecision:
     """Gate a candidate against the current champion, both scored on the candidate's own holdout (the
     newest labelled days), so the comparison is like for like."""
@@ -346,6 +350,12 @@ def challenge(target: MlflowTarget, storage: Storage, spec: PipelineSpec, candid
     name = spec.registered_model_name
     champion = champion_version(target, name)
     champion_metrics, versus = None, None
+    task = task_types.describe(spec.data)
+    if champion is not None and version_task(champion) != task:
+        raise SpecError(
+            f"@champion v{champion.version} of {name} predicts {version_task(champion)}, the spec says {task}: "
+            "models of another task cannot be compared; give it its own training.registered_model"
+        )
     if champion is not None and str(champion.version) != candidate["version"]:
         frame = read_parquet(storage, candidate["training_set"])
         holdout = training.time_split(frame, spec.data.timestamp_column, spec.training.holdout_days).holdout
@@ -474,6 +484,12 @@ def plan_rollback(target: MlflowTarget, model_name: str, to: str | None = None) 
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise RollbackRefused(f"{model_name} has no version {to!r}") from None
         raise
+    predicts = version_task(target.client().get_model_version(model_name, champion))
+    if version_task(version) != predicts:
+        raise RollbackRefused(
+            f"v{to} of {model_name} predicts {version_task(version)}, @champion v{champion} {predicts}: a rollback "
+            "never changes what the model predicts"
+        )
     decision = version.tags.get(Tag.DECISION)
     if decision == ROLLED_BACK and asked is None:
         raise RollbackRefused(
@@ -534,14 +550,14 @@ def validate_infra(
     frame = read_parquet(storage, candidate["training_set"])
     sample = model_input(frame, spec.data).tail(spec.training.infra_validation_rows)
     try:
-        return infra_validate(target, candidate["model_uri"], sample, spec.data.task)
+        return infra_validate(target, candidate["model_uri"], sample, spec.data)
     except RuntimeError as exc:
         reject(target, spec.registered_model_name, candidate["version"], [str(exc)])
         raise
 
 
 def infra_validate(
-    target: MlflowTarget, model_uri: str, sample: pd.DataFrame, task: TaskType, timeout_s: int = 300
+    target: MlflowTarget, model_uri: str, sample: pd.DataFrame, data: DataSpec, timeout_s: int = 300
 ) -> dict[str, Any]:
     """Load the registered model as pyfunc in a fresh interpreter and score ``sample`` there; the scores
     must suit the task (:func:`airflow_mlops.task_types.scores_problem`).
@@ -558,7 +574,7 @@ def infra_validate(
             model_uri,
             target.tracking_uri,
             target.registry_uri or target.tracking_uri,
-            task,
+            data.model_dump_json(),
         ],
         input=sample.to_parquet(index=False),  # parquet keeps every dtype as scoring will see it (int32, bool)
         capture_output=True,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -40,8 +40,9 @@ class Champion:
 @dataclass(frozen=True)
 class Scored:
     version: str
-    scores: dict[Any, float]  # entity id -> score (task_types.scores), in request order
+    scores: dict[Any, float]  # entity id -> score, in request order (multiclass: the likeliest class's probability)
     unknown: list[Any]  # ids with no features in the online store
+    predicted: dict[Any, str] = field(default_factory=dict)  # multiclass: entity id -> the likeliest class
 
 
 @dataclass
@@ -107,7 +108,13 @@ class OnlineScorer:
         known = frame.notna().any(axis=1).to_numpy()
         scored_ids = [i for i, k in zip(ids, known, strict=True) if k]
         scores: dict[Any, float] = {}
+        predicted: dict[Any, str] = {}
         if scored_ids:
-            values = task_types.scores(self.spec.data.task, champion.model, frame[known])
-            scores = dict(zip(scored_ids, values.tolist(), strict=True))
-        return Scored(champion.version, scores, [i for i, k in zip(ids, known, strict=True) if not k])
+            stored = task_types.score_frame(
+                self.spec.data, task_types.scores(self.spec.data, champion.model, frame[known])
+            )
+            scores = dict(zip(scored_ids, stored["score"].tolist(), strict=True))
+            if "prediction" in stored:
+                predicted = dict(zip(scored_ids, stored["prediction"].tolist(), strict=True))
+        unknown = [i for i, k in zip(ids, known, strict=True) if not k]
+        return Scored(champion.version, scores, unknown, predicted)

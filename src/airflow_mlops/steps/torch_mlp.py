@@ -41,7 +41,7 @@ class _TorchMLP(BaseEstimator):
             return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
 
-    def _train(self, X: Any, targets: np.ndarray, loss_fn: Any) -> None:
+    def _train(self, X: Any, targets: np.ndarray, loss_fn: Any, outputs: int = 1) -> None:
         import torch
         from torch import nn
 
@@ -53,11 +53,13 @@ class _TorchMLP(BaseEstimator):
         for units in self.hidden_units:
             layers += [nn.Linear(width, units), nn.ReLU()]
             width = units
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, outputs))
         network = nn.Sequential(*layers).to(self.device_used_)
         optimiser = torch.optim.AdamW(network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         inputs = torch.from_numpy(features).to(self.device_used_)
-        outputs = torch.from_numpy(np.asarray(targets, dtype=np.float32)).to(self.device_used_)
+        # class indices for a softmax over several outputs, floats for one
+        wanted = torch.from_numpy(np.asarray(targets, dtype=np.int64 if outputs > 1 else np.float32))
+        wanted = wanted.to(self.device_used_)
         generator = torch.Generator(device="cpu").manual_seed(self.random_state)
         network.train()
         for _ in range(self.epochs):
@@ -65,7 +67,8 @@ class _TorchMLP(BaseEstimator):
             for start in range(0, len(inputs), self.batch_size):
                 batch = order[start : start + self.batch_size]
                 optimiser.zero_grad()
-                loss = loss_fn(network(inputs[batch]).squeeze(1), outputs[batch])
+                output = network(inputs[batch])
+                loss = loss_fn(output if outputs > 1 else output.squeeze(1), wanted[batch])
                 loss.backward()
                 optimiser.step()
         self.network_ = network.eval().to("cpu")
@@ -74,27 +77,36 @@ class _TorchMLP(BaseEstimator):
         import torch
 
         with torch.no_grad():
-            return self.network_(torch.from_numpy(np.asarray(X, dtype=np.float32))).squeeze(1).numpy()
+            output = self.network_(torch.from_numpy(np.asarray(X, dtype=np.float32)))
+        return (output if output.shape[1] > 1 else output.squeeze(1)).numpy()
 
 
 class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
-    """Binary: a 0/1 target, binary cross-entropy on the logit."""
+    """Binary: a 0/1 target, binary cross-entropy on one logit. Multiclass (targets 0..k-1, as
+    :func:`airflow_mlops.task_types.label_values` gives them): cross-entropy on k logits."""
 
     def fit(self, X: Any, y: Any) -> TorchMLPClassifier:
         from torch import nn
 
-        self.classes_ = np.array([0, 1])
-        self._train(X, np.asarray(y), nn.BCEWithLogitsLoss())
+        target = np.asarray(y, dtype=np.int64)
+        self.classes_ = np.arange(max(int(target.max()) + 1, 2))
+        if len(self.classes_) == 2:
+            self._train(X, target, nn.BCEWithLogitsLoss())
+        else:
+            self._train(X, target, nn.CrossEntropyLoss(), outputs=len(self.classes_))
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        from scipy.special import expit
+        from scipy.special import expit, softmax
 
-        positive = expit(self._output(X).astype(np.float64))
+        logits = self._output(X).astype(np.float64)
+        if logits.ndim == 2:
+            return softmax(logits, axis=1)
+        positive = expit(logits)
         return np.column_stack([1.0 - positive, positive])
 
     def predict(self, X: Any) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
 class TorchMLPRegressor(RegressorMixin, _TorchMLP):

@@ -222,7 +222,7 @@ def model_input(frame: pd.DataFrame, data: DataSpec) -> pd.DataFrame:
 def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame) -> Any:
     try:  # unknown or ill-typed trainer params surface as TypeErrors from the estimator
         pipeline = build_model(model, data)
-        pipeline.fit(model_input(train, data), task_types.label_values(data.task, train[data.label_column]))
+        pipeline.fit(model_input(train, data), task_types.label_values(data, train[data.label_column]))
     except TypeError as exc:
         raise SpecError(f"training.model.params {model.params} rejected by {model.trainer}: {exc}") from exc
     return pipeline
@@ -230,10 +230,10 @@ def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame) -> Any:
 
 def evaluate(model: Any, frame: pd.DataFrame, data: DataSpec) -> dict[str, float]:
     """The task's metrics on the holdout, which must hold both classes (or two distinct values)."""
-    y = task_types.label_values(data.task, frame[data.label_column])
+    y = task_types.label_values(data, frame[data.label_column])
     if not task_types.scorable(y):
         raise DataError(f"holdout of {len(y)} rows has a single value in '{data.label_column}': cannot score")
-    return task_types.metrics(data.task, y, task_types.scores(data.task, model, model_input(frame, data)))
+    return task_types.metrics(data, y, task_types.scores(data, model, model_input(frame, data)))
 
 
 @dataclass(frozen=True)
@@ -297,7 +297,7 @@ def train_candidate(
         run_name=f"{spec.name}-{training_set['as_of']}",
         model_name=spec.registered_model_name,
         model=model,
-        task=spec.data.task,
+        data=spec.data,
         metrics=metrics,
         params={
             "trainer": trainer,
@@ -326,9 +326,10 @@ def training_key(spec: PipelineSpec, training_set: TrainingSetRecord, code_versi
         "holdout_days": spec.training.holdout_days,
         "features": spec.data.feature_names,
         "label": spec.data.label_column,
-        "task": spec.data.task,
         "code_version": code_version,
     }
+    if spec.data.task != "binary":  # a binary pipeline's keys stay those it had before task types existed
+        shape["task"] = spec.data.model_dump(mode="json", include={"task", "classes"})
     if spec.training.model.trainer not in TRAINERS:
         shape["trainer_packages"] = trainer_packages(spec.training.model.trainer)
     digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]

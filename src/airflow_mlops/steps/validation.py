@@ -91,6 +91,10 @@ class ValidationFailed(DataError):
         super().__init__(f"{report.source} failed suite '{report.suite}' ({len(report.blocking)} blocking): {failures}")
 
 
+def missing_column(frame: pd.DataFrame, name: str) -> Outcome:
+    return Outcome("schema: column present", name, "block", False, f"missing; found {list(frame.columns)}")
+
+
 def check_schema(frame: pd.DataFrame, data: DataSpec, source: str) -> list[Outcome]:
     """The spec's columns must all be there with a compatible dtype: the entity key its declared type, the
     timestamp a timestamp, each feature its declared dtype (a narrower one is fine, a 32-bit column's
@@ -105,8 +109,7 @@ def check_schema(frame: pd.DataFrame, data: DataSpec, source: str) -> list[Outco
     outcomes = []
     for name, wanted, kinds in expected:
         if name not in frame.columns:
-            found = list(frame.columns)
-            outcomes.append(Outcome("schema: column present", name, "block", False, f"missing; found {found}"))
+            outcomes.append(missing_column(frame, name))
             continue
         column = frame[name]
         ok = column.dtype.kind in kinds
@@ -237,9 +240,8 @@ def check_label(frame: pd.DataFrame, data: DataSpec) -> list[Outcome]:
     """A training set's label must fit ``data.task`` (0/1 with both classes, or varying finite numbers):
     said here, with what was found, rather than by the estimator inside ``train_model``."""
     if data.label_column not in frame.columns:
-        found = list(frame.columns)
-        return [Outcome("schema: column present", data.label_column, "block", False, f"missing; found {found}")]
-    problem = task_types.label_problem(data.task, frame[data.label_column])
+        return [missing_column(frame, data.label_column)]
+    problem = task_types.label_problem(data, frame[data.label_column])
     return [
         Outcome(f"contract: label fits data.task {data.task}", data.label_column, "block", not problem, problem or "")
     ]
