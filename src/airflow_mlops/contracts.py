@@ -181,6 +181,7 @@ class DriftRecord(TypedDict):
     drifted_columns: list[str]
     reference_rows: int
     current_rows: int
+    prediction_drift: bool | None  # the champion's scores drifted from its scores of the reference (None: not scored)
     champion_version: str
     report: str
     report_key: str

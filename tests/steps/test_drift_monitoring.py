@@ -352,3 +352,30 @@ def test_multiclass_performance_and_evidentlys_multiclass_report_agree(demand_sp
     shown = {m["config"]["type"].rsplit(":", 1)[-1]: m["value"] for m in report}
     assert shown["Accuracy"] == pytest.approx(metrics["accuracy"])
     assert shown["LogLoss"] == pytest.approx(metrics["log_loss"])
+
+
+def test_prediction_drift_watches_the_champions_scores_beside_the_features(spec, labelled, storage, tmp_path):
+    """The champion's scores of a day against its scores of its own training set: still in the same world,
+    moved once the customers' behaviour has shifted (SMALL's covariate shift from day 12)."""
+    from airflow_mlops.contracts import Tag
+    from airflow_mlops.steps import features, registry, training
+    from tests.conftest import register_candidate
+
+    target = registry.MlflowTarget(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=(tmp_path / "art").as_uri())
+    version = register_candidate(target, spec, labelled, "k1").version
+    storage.write_parquet("training_sets/churn/reference.parquet", labelled)
+    reference = storage.location("training_sets/churn/reference.parquet")
+    target.client().set_model_version_tag(spec.registered_model_name, version, Tag.TRAINING_SET, reference)
+    model = training.load_model(f"models:/{spec.registered_model_name}/{version}")
+    verdicts = {}
+    for index in (9, 15):
+        snapshot = churn_data.snapshot(SMALL, index)
+        features.write_offline(storage, spec, day(index), snapshot)
+        storage.write_parquet(keys.predictions(spec, day(index)), monitoring.score(model, snapshot, spec, version))
+        record = drift.detect(target, storage, spec, day(index), version)
+        written = json.loads(storage.read_bytes(keys.report(spec, day(index), "drift.json")))
+        assert written["prediction"]["column"] == "score" and written["prediction_drift"] == record["prediction_drift"]
+        verdicts[index] = (record["prediction_drift"], written["prediction"]["score"])
+    assert verdicts[9][0] is False and verdicts[15][0] is True, verdicts
+    profile = drift.ReferenceProfile.load(storage, keys.reference_profile(spec, version))
+    assert profile is not None and profile.prediction is not None and profile.prediction.rows == len(labelled)

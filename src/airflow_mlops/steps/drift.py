@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -61,6 +61,7 @@ class DriftResult:
     drift_share_threshold: float
     reference_rows: int
     current_rows: int
+    prediction: ColumnDrift | None = None  # the champion's scores against its scores of the reference
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -81,6 +82,7 @@ class DriftResult:
             "drifted_columns": self.drifted_columns,
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
+            "prediction_drift": None if self.prediction is None else self.prediction.drifted,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +90,7 @@ class DriftResult:
             **self.summary(),
             "drift_share_threshold": self.drift_share_threshold,
             "columns": [asdict(c) for c in self.columns],
+            "prediction": None if self.prediction is None else asdict(self.prediction),
         }
 
 
@@ -110,6 +113,7 @@ class ReferenceProfile:
     rows: int
     columns: dict[str, ColumnProfile]
     sample: pd.DataFrame  # bounded sample of the reference, for the report's plots
+    prediction: ColumnProfile | None = None  # the champion's own scores of the reference (prediction drift)
 
     def save(self, storage: Storage, key: str) -> None:
         """Write the profile folder ``key``: the sample first, ``profile.json`` last, so that on S3 (one PUT per
@@ -118,10 +122,8 @@ class ReferenceProfile:
         self.sample.to_parquet(sample, index=False)
         document = {
             "rows": self.rows,
-            "columns": [
-                {**asdict(c), "counts": None if c.counts is None else [[k, v] for k, v in c.counts.items()]}
-                for c in self.columns.values()
-            ],
+            "columns": [_profile_document(c) for c in self.columns.values()],
+            "prediction": None if self.prediction is None else _profile_document(self.prediction),
         }
         storage.replace_folder(
             key, {"reference_sample.parquet": sample.getvalue(), "profile.json": json.dumps(document).encode()}
@@ -134,14 +136,19 @@ class ReferenceProfile:
         if not (storage.exists(f"{key}/profile.json") and storage.exists(f"{key}/reference_sample.parquet")):
             return None
         document = json.loads(storage.read_bytes(f"{key}/profile.json"))
-        columns = {}
-        for column in document["columns"]:
-            counts = column.pop("counts")
-            columns[column["name"]] = ColumnProfile(
-                **column, counts=None if counts is None else {k: v for k, v in counts}
-            )
+        columns = {column["name"]: _profile_from(column) for column in document["columns"]}
         sample = read_parquet(storage, f"{key}/reference_sample.parquet")
-        return cls(document["rows"], columns, sample)
+        prediction = document.get("prediction")  # absent from profiles written before prediction drift
+        return cls(document["rows"], columns, sample, None if prediction is None else _profile_from(prediction))
+
+
+def _profile_document(column: ColumnProfile) -> dict[str, Any]:
+    return {**asdict(column), "counts": None if column.counts is None else [[k, v] for k, v in column.counts.items()]}
+
+
+def _profile_from(document: dict[str, Any]) -> ColumnProfile:
+    counts = document["counts"]
+    return ColumnProfile(**{**document, "counts": None if counts is None else {k: v for k, v in counts}})
 
 
 def _finite(values: pd.Series, kind: str) -> Any:
@@ -199,22 +206,37 @@ def _numeric_profile(name: str, values: np.ndarray) -> ColumnProfile:
     return ColumnProfile(name, "numerical", n, counts=counts, atoms=atoms.tolist(), std=std, atom_error=error)
 
 
-def build_profile(reference: pd.DataFrame, data: DataSpec, seed: int = 0) -> ReferenceProfile:
-    """Summarise the reference (the champion's training set) once; daily runs only read the summary."""
+def _column_profile(name: str, kind: Literal["numerical", "categorical"], column: pd.Series) -> ColumnProfile:
+    values = _finite(column, kind)
+    if len(values) == 0:
+        raise DataError(f"reference column '{name}' has no values: cannot detect drift against it")
+    if len(values) <= SMALL_REFERENCE_ROWS:
+        return ColumnProfile(name, kind, len(values), values=np.asarray(values).tolist())
+    if kind == "numerical":
+        return _numeric_profile(name, values)
+    return ColumnProfile(name, kind, len(values), counts=_value_counts(values))
+
+
+def build_profile(
+    reference: pd.DataFrame, data: DataSpec, seed: int = 0, scores: pd.DataFrame | None = None
+) -> ReferenceProfile:
+    """Summarise the reference (the champion's training set) once, with the champion's ``scores`` of it
+    (its prediction columns, for prediction drift); daily runs only read the summary."""
     _require_columns(reference, data, "reference")
-    columns: dict[str, ColumnProfile] = {}
-    for name in data.feature_names:
-        kind: Literal["numerical", "categorical"] = "numerical" if name in data.numerical else "categorical"
-        values = _finite(reference[name], kind)
-        if len(values) == 0:
-            raise DataError(f"reference column '{name}' has no values: cannot detect drift against it")
-        if len(values) <= SMALL_REFERENCE_ROWS:
-            columns[name] = ColumnProfile(name, kind, len(values), values=np.asarray(values).tolist())
-        elif kind == "numerical":
-            columns[name] = _numeric_profile(name, values)
-        else:
-            columns[name] = ColumnProfile(name, kind, len(values), counts=_value_counts(values))
-    return ReferenceProfile(len(reference), columns, report_sample(reference, data, seed))
+    columns = {
+        name: _column_profile(name, "numerical" if name in data.numerical else "categorical", reference[name])
+        for name in data.feature_names
+    }
+    prediction = None
+    if scores is not None:
+        name, kind = prediction_column(data)
+        prediction = _column_profile(name, kind, scores[name])
+    return ReferenceProfile(len(reference), columns, report_sample(reference, data, seed), prediction)
+
+
+def prediction_column(data: DataSpec) -> tuple[str, Literal["numerical", "categorical"]]:
+    """The stored prediction whose distribution is watched: the likeliest class, or the score."""
+    return ("prediction", "categorical") if data.task == "multiclass" else ("score", "numerical")
 
 
 def _jensenshannon(reference: dict[Any, int], current: dict[Any, int]) -> float:
@@ -408,13 +430,18 @@ def champion_profile(target: MlflowTarget, storage: Storage, spec: PipelineSpec,
     then read back."""
     key = keys.reference_profile(spec, version)
     profile = ReferenceProfile.load(storage, key)
-    if profile is not None:
+    if profile is not None and profile.prediction is not None:
         return profile
-    model_version = target.client().get_model_version(spec.registered_model_name, version)
-    reference = model_version.tags.get(Tag.TRAINING_SET)
+    from airflow_mlops.steps.monitoring import score
+    from airflow_mlops.steps.training import load_model
+
+    name = spec.registered_model_name
+    reference = target.client().get_model_version(name, version).tags.get(Tag.TRAINING_SET)
     if not reference:
         raise DataError(f"champion v{version} has no '{Tag.TRAINING_SET}' tag: no drift reference")
-    profile = build_profile(read_parquet(storage, storage.key_of(reference)), spec.data)
+    frame = read_parquet(storage, storage.key_of(reference))
+    scores = score(load_model(f"models:/{name}/{version}"), frame, spec, version)
+    profile = build_profile(frame, spec.data, scores=scores)
     profile.save(storage, key)
     return profile
 
@@ -425,6 +452,11 @@ def detect(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds: date,
     profile = champion_profile(target, storage, spec, version)
     current = read_partition(storage, keys.offline_partition(spec, ds))
     result = compare(profile, current, spec.data, spec.monitoring.drift.max_drifted_share)
+    if profile.prediction is not None and storage.exists(keys.predictions(spec, ds)):
+        predictions = read_parquet(storage, keys.predictions(spec, ds))
+        mine = predictions.loc[predictions["model_version"].astype(str) == str(version), profile.prediction.name]
+        if len(mine):
+            result = replace(result, prediction=_column_drift(profile.prediction, mine))
     snapshot = render_report(profile, current, result, spec.data)
     html, verdicts = keys.report(spec, ds, "drift.html"), keys.report(spec, ds, "drift.json")
     storage.write_bytes(html, snapshot.get_html_str(as_iframe=False).encode())
