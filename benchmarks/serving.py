@@ -8,7 +8,10 @@ over the same online store, materialised from one day of ``customers`` snapshots
 process with one worker; the client keeps its HTTP connection alive. Latency is end to end as a caller
 sees it (ids in, scores out) over ``requests`` sequential calls; throughput is single-id calls per second
 from ``clients`` threads (default 16) against the one worker; on a 2-core machine the client threads take
-one core, so the server gets the other. Agreement compares the two sides' scores for 100 ids.
+one core, so the server gets the other. The server's own capacity is measured apart with ``wrk`` (a C load
+generator, Debian's ``wrk`` package; the column is empty without it), which leaves the cores to the
+server: ``GET /predict/<id>`` for random ids over 16 connections for 10 s. Agreement compares the two
+sides' scores for 100 ids.
 Redis runs against 127.0.0.1:6379 db 14, flushed first.
 """
 
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -152,6 +157,23 @@ def throughput(call: Callable[[list[int]], dict[int, float]], ids: list[list[int
     return len(ids) / (time.perf_counter() - start)
 
 
+def wrk_throughput(port: int, customers: int, work: Path, connections: int = 16, seconds: int = 10) -> float | None:
+    """Single-id requests/s that ``wrk`` gets from the server; ``None`` where wrk is not installed."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    script = work / "single-id.lua"
+    script.write_text(
+        "math.randomseed(0)\n"
+        f'request = function() return wrk.format("GET", "/predict/" .. math.random(1, {customers})) end\n'
+    )
+    command = [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"http://127.0.0.1:{port}"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk got error answers:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
 def ours_client() -> Callable[[list[int]], dict[int, float]]:
     import requests
 
@@ -187,7 +209,7 @@ def baseline_client(feast_config: dict[str, Any]) -> Callable[[list[int]], dict[
 
 def measure(
     call: Callable[[list[int]], dict[int, float]], customers: int, requests_n: int, clients: int
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     rng = np.random.default_rng(0)
     single = [[int(i)] for i in rng.integers(1, customers + 1, requests_n)]
     hundred = [
@@ -214,6 +236,7 @@ def run(customers: int, store_kind: str, requests_n: int, clients: int = 16) -> 
         ):
             ours = measure(ours_client(), customers, requests_n, clients)
             ours_scores = ours_client()(sample)
+            ours["wrk_rps"] = wrk_throughput(OURS_PORT, customers, work)
         mlflow = str(Path(sys.executable).with_name("mlflow"))
         command = [mlflow, "models", "serve", "-m", "models:/churn_model@champion", "--env-manager", "local"]
         command += ["-p", str(BASE_PORT), "-h", "127.0.0.1", "-w", "1"]
@@ -233,6 +256,7 @@ def table(results: list[dict[str, Any]]) -> str:
         "baseline p50 / p99",
         "ours req/s",
         "baseline req/s",
+        "ours req/s (wrk)",
         "agreement",
     ]
     lines = [header, ["---"] * len(header)]
@@ -241,9 +265,9 @@ def table(results: list[dict[str, Any]]) -> str:
         agreement = f"same scores (max gap {r['max_score_gap']:.1e}, 100 ids)"
         lines.append([r["store"], "1 id", f"{ours['p50_1']:.1f} / {ours['p99_1']:.1f} ms",
                       f"{base['p50_1']:.1f} / {base['p99_1']:.1f} ms", f"{ours['rps']:.0f}", f"{base['rps']:.0f}",
-                      agreement])  # fmt: skip
+                      "" if ours["wrk_rps"] is None else f"{ours['wrk_rps']:.0f}", agreement])  # fmt: skip
         lines.append([r["store"], "100 ids", f"{ours['p50_100']:.1f} / {ours['p99_100']:.1f} ms",
-                      f"{base['p50_100']:.1f} / {base['p99_100']:.1f} ms", "", "", ""])  # fmt: skip
+                      f"{base['p50_100']:.1f} / {base['p99_100']:.1f} ms", "", "", "", ""])  # fmt: skip
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
