@@ -197,6 +197,7 @@ class RetrainingRecord(TypedDict):
     drifted_columns: list[str]
     why_not: str | None
     drift_share: float
+    prediction_drift: bool | None  # from detect_drift: the champion's scores drifted (reported, not a signal)
     report: str
     performance: dict[str, Any] | None
     code: dict[str, str]  # bundle_version (a commit for a GitDagBundle; empty: unversioned), spec_sha256

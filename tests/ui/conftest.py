@@ -37,6 +37,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory, spec: PipelineSpec) -> LocalS
         base = partition(spec.monitoring.reports_path, ds)
         decision = {"retrain": retrain, "reason": f"drift {share:.0%}", "why_not": "below threshold"}
         decision |= {"drift_share": share, "drifted_columns": ["monthly_charges"] if retrain else []}
+        decision |= {"prediction_drift": retrain}  # the champion's scores moved with the drift
         storage.write_bytes(f"{base}/decision.json", json.dumps(decision).encode())
         storage.write_bytes(f"{base}/drift.html", f"<html><body><script>1</script>drift of {ds}</body></html>".encode())
     storage.write_bytes(f"{partition(spec.monitoring.reports_path, DAYS[-1])}/performance.html", b"<html>auc</html>")

@@ -82,6 +82,7 @@ def test_metrics_of_drift_models_validation_and_freshness(scraper: TestClient, s
     assert value(found, "drifted_columns") == 1
     columns = {f.name: value(found, "column_drifted", column=f.name) for f in spec.data.features}
     assert columns["monthly_charges"] == 1 and sum(columns.values()) == 1
+    assert value(found, "prediction_drifted") == 1
     assert value(found, "retraining_requested") == 1
     assert value(found, "last_monitored_day_timestamp_seconds") == 1768348800  # 2026-01-14T00:00Z
     # models: each version's newest live metrics, the champion's against its floor, versions by decision

@@ -56,6 +56,7 @@ def test_page_shows_champion_history_drift_and_validations(client: TestClient, a
     assert "passed roc_auc against champion v1" in html and "0.840" in html and "0.620" in html
     assert "<td>4f2a9c1e0b, spec 1a2b3c4d</td>" in html and "<td>unversioned bundle</td>" in html  # code
     assert re.search(r"<td>previous</td>", html)
+    assert "<td>60% · scores drifted</td>" in html and "<td>10%</td>" in html  # prediction drift beside the share
     moves = re.findall(
         r'<td>(2026-01-\d\d \d\d:\d\d:\d\d)</td><td><span class="(\w+)">\w+</span></td><td>([^<]+)</td><td>(\w+)</td>',
         html,

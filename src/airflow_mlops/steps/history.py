@@ -35,6 +35,7 @@ class Day:
     ds: str
     drift_share: float | None
     drifted_columns: list[str]
+    prediction_drift: bool | None  # None: not measured (no predictions, or a day decided before it existed)
     retrain: bool
     decision: str
     performance: float | None
@@ -77,6 +78,7 @@ def days(storage: Storage, spec: PipelineSpec, known: list[Version]) -> list[Day
                 ds=ds,
                 drift_share=decision.get("drift_share"),
                 drifted_columns=[str(column) for column in decision.get("drifted_columns", [])],
+                prediction_drift=decision.get("prediction_drift"),
                 retrain=bool(decision.get("retrain")),
                 decision=decision.get("reason", "") if decision.get("retrain") else decision.get("why_not") or "-",
                 performance=performance,

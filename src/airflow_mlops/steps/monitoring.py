@@ -414,6 +414,7 @@ def decide(
     record: RetrainingRecord = {
         **decision.summary(),  # type: ignore[typeddict-item]
         "drift_share": drift["share"],
+        "prediction_drift": drift.get("prediction_drift"),
         "report": drift["report"],
         "performance": performance,
         "code": {"bundle_version": bundle_version, "spec_sha256": spec.digest or ""},

@@ -107,6 +107,9 @@ def families(readings: list[Readings], failed: list[str]) -> list[Metric]:
     threshold = gauge("drift_threshold", "The spec's max_drifted_share: more drift asks for training.", ["pipeline"])
     drifted = gauge("drifted_columns", "How many feature columns drifted on the newest monitored day.", ["pipeline"])
     column = gauge("column_drifted", "1 when the column drifted on the newest monitored day.", ["pipeline", "column"])
+    scores = gauge(
+        "prediction_drifted", "1 when the champion's scores drifted on the newest monitored day.", ["pipeline"]
+    )
     retrain = gauge("retraining_requested", "1 when the newest monitored day asked for training.", ["pipeline"])
     monitored = gauge("last_monitored_day_timestamp_seconds", "The newest monitored day (00:00 UTC).", ["pipeline"])
     live = gauge(
@@ -167,6 +170,8 @@ def families(readings: list[Readings], failed: list[str]) -> list[Metric]:
             drifted.add_metric([name], len(newest.drifted_columns))
             for feature in spec.data.features:
                 column.add_metric([name, feature.name], int(feature.name in newest.drifted_columns))
+            if newest.prediction_drift is not None:
+                scores.add_metric([name], int(newest.prediction_drift))
             retrain.add_metric([name], int(newest.retrain))
             monitored.add_metric([name], day_timestamp(newest.ds))
         for version, metrics in sorted(reading.live.items()):
@@ -193,8 +198,8 @@ def families(readings: list[Readings], failed: list[str]) -> list[Metric]:
         published.add_metric([name], reading.published_rows)
         if reading.materialized_until is not None:
             fresh.add_metric([name, spec.features.feature_view], reading.materialized_until)
-    return [up, drift, daily, threshold, drifted, column, retrain, monitored, live, champion_live, floor, failing,
-            champion, challenger, versions, trained, validations, rows, published, fresh]  # fmt: skip
+    return [up, drift, daily, threshold, drifted, column, scores, retrain, monitored, live, champion_live, floor,
+            failing, champion, challenger, versions, trained, validations, rows, published, fresh]  # fmt: skip
 
 
 class Snapshot(Collector):

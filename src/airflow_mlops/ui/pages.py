@@ -135,7 +135,7 @@ def pipeline_section(view: Overview, prefix: str) -> Section:
         "days": [
             {
                 "ds": d.ds,
-                "drift": percent(d.drift_share),
+                "drift": percent(d.drift_share) + (" · scores drifted" if d.prediction_drift else ""),
                 "performance": number(d.performance),
                 "retraining": ("yes: " if d.retrain else "no: ") + d.decision,
                 "trained": ", ".join(f"v{v.version} {v.decision}" for v in d.trained) or "-",
