@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -89,3 +90,21 @@ def test_init_refuses_a_bad_name_and_a_folder_in_use(tmp_path, capsys):
         and (tmp_path / "b" / "notes.txt").read_text() == "mine"
     )
     shutil.rmtree(tmp_path / "b")
+
+
+@pytest.mark.parametrize(("task", "label"), [("regression", "revenue_next_30d"), ("multiclass", "next_plan")])
+def test_init_task_writes_a_pipeline_of_that_task_whose_sample_passes_its_gates(tmp_path, task, label):
+    from airflow_mlops.ci.sample import sample_root
+    from airflow_mlops.steps.validation import validate_frame
+
+    project = tmp_path / task
+    assert main(["init", "acme", "--path", str(project), "--task", task]) == 0
+    [spec] = load_specs(project / "include" / "pipelines")
+    assert (spec.data.task, spec.data.label_column) == (task, label)
+    assert spec.training.primary_metric == {"regression": "rmse", "multiclass": "f1_macro"}[task]
+    sample = sample_root(project, spec)
+    raw = pd.concat(pd.read_parquet(p) for p in sorted((sample / spec.data.raw_path).glob("date=*/*.parquet")))
+    labels = pd.concat(pd.read_parquet(p) for p in sorted((sample / spec.data.labels_path).glob("date=*/*.parquet")))
+    training_set = raw.merge(labels, on=[spec.data.entity_key, spec.data.timestamp_column])
+    report = validate_frame(training_set, spec.training.training_suite, spec.data, source="sample", labelled=True)
+    assert report.passed and report.warnings == [], report.summary()

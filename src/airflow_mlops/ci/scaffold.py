@@ -3,7 +3,9 @@ spec and its two suites, a sample, a README, CI definitions for GitHub Actions, 
 run ``airflow-mlops ci``, and the versions of this environment as the project's constraints file.
 
 Template files hold ``@pipeline@``-style tokens (``$`` and ``{{ }}`` belong to the CI systems' own
-syntax); a leading ``dot-`` in a template name becomes ``.`` (``dot-github`` -> ``.github``).
+syntax); a leading ``dot-`` in a template name becomes ``.`` (``dot-github`` -> ``.github``). The
+template is a binary pipeline; ``tasks/<task>/`` holds the files another task type replaces (its spec
+and training suite).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from airflow_mlops.spec import SpecError
+from airflow_mlops.task_types import TaskType
 
 TEMPLATE = Path(__file__).with_name("template")
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -36,8 +39,11 @@ def constraints() -> str:
     return header + "\n".join(pins[key] for key in sorted(pins)) + "\n"
 
 
-def scaffold(target: Path, pipeline: str, *, owner: str, today: date | None = None) -> list[Path]:
-    """Write the project into ``target`` (new, or an empty folder); returns the files written."""
+def scaffold(
+    target: Path, pipeline: str, *, owner: str, task: TaskType = "binary", today: date | None = None
+) -> list[Path]:
+    """Write the project of a ``task`` pipeline into ``target`` (new, or an empty folder); returns the files
+    written."""
     from airflow_mlops import __version__
     from airflow_mlops.ci.sample import sample_root, synthesise
     from airflow_mlops.spec import load_spec
@@ -56,9 +62,15 @@ def scaffold(target: Path, pipeline: str, *, owner: str, today: date | None = No
         "@version@": __version__,
         "@python@": ".".join(map(str, sys.version_info[:2])),
     }
+    files = {
+        str(p.relative_to(TEMPLATE)): p
+        for p in TEMPLATE.rglob("*")
+        if p.is_file() and p.suffix != ".pyc" and p.relative_to(TEMPLATE).parts[0] != "tasks"
+    }
+    overlay = TEMPLATE / "tasks" / task
+    files |= {str(p.relative_to(overlay)): p for p in overlay.rglob("*") if p.is_file()}
     written = []
-    for source in sorted(p for p in TEMPLATE.rglob("*") if p.is_file() and p.suffix != ".pyc"):
-        relative = str(source.relative_to(TEMPLATE))
+    for relative, source in sorted(files.items()):
         for token, value in tokens.items():
             relative = relative.replace(token, value)
         path = target / re.sub(r"(^|/)dot-", r"\1.", relative)

@@ -11,6 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
+from airflow_mlops.task_types import TASK_TYPES
+
 
 def _validate(args: argparse.Namespace) -> int:
     from airflow_mlops.spec import SpecError, check_apart, load_spec
@@ -61,11 +63,11 @@ def _init(args: argparse.Namespace) -> int:
 
     target = args.path or Path(args.name)
     try:
-        scaffold(target, args.name, owner=args.owner)
+        scaffold(target, args.name, owner=args.owner, task=args.task)
     except (ValueError, FileExistsError) as exc:  # a bad name (SpecError), a folder in use, no install
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"created {target}: pipeline {args.name!r}, with CI for GitHub Actions, Jenkins and GitLab")
+    print(f"created {target}: {args.task} pipeline {args.name!r}, with CI for GitHub Actions, Jenkins and GitLab")
     print(f"  cd {shlex.quote(str(target))} && airflow-mlops ci .   # what CI runs on every push")
     return 0
 
@@ -278,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("name", help="the first pipeline's name (lowercase, digits, _), also the folder's")
     init.add_argument("--path", type=Path, help="the project folder to create (default: ./NAME)")
     init.add_argument("--owner", default="ml-team", help="owner of its DAGs (default: ml-team)")
+    init.add_argument(
+        "--task", choices=TASK_TYPES, default="binary", help="what the pipeline predicts (default: binary)"
+    )
     init.set_defaults(func=_init)
 
     pipeline = argparse.ArgumentParser(add_help=False, parents=[project])  # commands on one pipeline's model
