@@ -6,6 +6,7 @@ import pytest
 
 from airflow_mlops import task_types
 from airflow_mlops.spec import DataSpec
+from airflow_mlops.storage import DataError
 
 CLASSES = ["low", "medium", "high"]
 
@@ -87,6 +88,11 @@ def test_multiclass_scores_are_stored_per_class_with_the_likeliest_class():
     assert (task_types.stored_scores(data, stored) == values).all()
     labels = task_types.label_values(data, pd.Series(["high", "low", "medium"]))
     assert labels.tolist() == [2, 0, 1]
+    numbered = data.model_copy(update={"classes": [0, 1, 2]})  # an int label read back as floats (a null)
+    assert task_types.label_values(numbered, pd.Series([2.0, 0.0, 1.0], name="y")).tolist() == [2, 0, 1]
+    assert task_types.label_problem(numbered, pd.Series([2.0, 0.0, 1.0, None]).dropna()) is None
+    with pytest.raises(DataError, match=r"label 'y' holds values not in data.classes \[0, 1, 2\]: '7'"):
+        task_types.label_values(numbered, pd.Series([1, 7], name="y"))
 
 
 def test_scores_are_checked_for_the_task():

@@ -86,11 +86,11 @@ def label_problem(data: DataSpec, label: pd.Series) -> str | None:
             return f"a binary label needs both classes; every row is {found[0]!r}"
         return None
     if data.task == "multiclass":
-        classes = [str(c) for c in data.classes]
-        unknown = [v for v in found if str(v) not in classes]
+        present = set(class_names(values))
+        unknown = sorted(present - set(map(str, data.classes)))
         if unknown:
             return f"{len(unknown)} value(s) not in data.classes {data.classes}: {_shown(unknown)}"
-        missing = [c for c in data.classes if str(c) not in {str(v) for v in found}]
+        missing = [c for c in data.classes if str(c) not in present]
         if missing:
             return f"no row of class(es) {missing}: a model learns every class of data.classes"
         return None
@@ -112,9 +112,22 @@ def label_values(data: DataSpec, label: pd.Series) -> np.ndarray:
     if label.isna().any():
         raise DataError(f"{int(label.isna().sum())} null value(s) in the label '{label.name}'")
     if data.task == "multiclass":
-        position = {str(c): i for i, c in enumerate(data.classes)}
-        return label.astype(str).map(position).to_numpy(dtype=int)
+        position = class_names(label).map({str(c): i for i, c in enumerate(data.classes)})
+        if position.isna().any():
+            unknown = sorted(set(class_names(label[position.isna()])))
+            raise DataError(f"label '{label.name}' holds values not in data.classes {data.classes}: {_shown(unknown)}")
+        return position.to_numpy(dtype=int)
     return label.to_numpy(dtype=int if data.task == "binary" else float)
+
+
+def class_names(label: pd.Series) -> pd.Series:
+    """A multiclass label as the text its classes are named by: ``2``, ``2.0`` (an integer column that held
+    a null, as parquet reads it back) and ``"2"`` are all class ``"2"``."""
+    import pandas as pd
+
+    if label.dtype.kind == "f" and (label.dropna() == label.dropna().round()).all():
+        label = label.astype("Int64")
+    return pd.Series(label.astype(str), index=label.index, name=label.name)
 
 
 def scores(data: DataSpec, model: Any, features: pd.DataFrame) -> np.ndarray:

@@ -352,6 +352,14 @@ def test_multiclass_performance_and_evidentlys_multiclass_report_agree(demand_sp
     shown = {m["config"]["type"].rsplit(":", 1)[-1]: m["value"] for m in report}
     assert shown["Accuracy"] == pytest.approx(metrics["accuracy"])
     assert shown["LogLoss"] == pytest.approx(metrics["log_loss"])
+    # labels of two classes only so far: our metrics, and a page saying why Evidently's report waits
+    two = labelled[labelled[data.label_column] != "high"]
+    assert monitoring.performance(two, data)["labelled_rows"] == len(two)
+    assert "no row of class(es) high" in monitoring.performance_html(two, data)
+    # a class that is not in data.classes (new in production) is left out of what is scored
+    arrived = split.holdout[["station_id", "event_timestamp", data.label_column]]
+    novel = arrived.assign(**{data.label_column: arrived[data.label_column].where(arrived.index % 10 != 0, "huge")})
+    assert len(monitoring.known_labels(novel, data)) == int((novel.index % 10 != 0).sum())
 
 
 def test_prediction_drift_watches_the_champions_scores_beside_the_features(spec, labelled, storage, tmp_path):
@@ -378,4 +386,5 @@ def test_prediction_drift_watches_the_champions_scores_beside_the_features(spec,
         verdicts[index] = (record["prediction_drift"], written["prediction"]["score"])
     assert verdicts[9][0] is False and verdicts[15][0] is True, verdicts
     profile = drift.ReferenceProfile.load(storage, keys.reference_profile(spec, version))
-    assert profile is not None and profile.prediction is not None and profile.prediction.rows == len(labelled)
+    holdout = training.time_split(labelled, spec.data.timestamp_column, spec.training.holdout_days).holdout
+    assert profile is not None and profile.prediction is not None and profile.prediction.rows == len(holdout)

@@ -217,6 +217,13 @@ def test_each_trainer_learns_the_rides_counts_and_demand_levels(request, task, t
     assert metrics[skill] > bar, metrics
 
 
+def test_a_class_missing_before_the_holdout_is_named_before_any_fit(demand_spec, demand_labelled):
+    split = training.time_split(demand_labelled, "event_timestamp", 3)
+    only_in_holdout = split.train[split.train["demand_level"] != "high"]
+    with pytest.raises(DataError, match=r"training rows before the holdout: no row of class\(es\) \['high'\]"):
+        training.fit(demand_spec.training.model, demand_spec.data, only_in_holdout)
+
+
 def test_a_multiclass_model_scores_every_class_and_names_the_likeliest(mlflow_target, demand_spec, demand_labelled):
     from airflow_mlops.steps.monitoring import score
 

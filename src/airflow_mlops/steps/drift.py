@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from datetime import date
 
     from airflow_mlops.steps.registry import MlflowTarget
+
+log = logging.getLogger(__name__)
 
 SMALL_REFERENCE_ROWS = 1000  # Evidently's switch from statistical tests to distances
 FEW_VALUES = 5  # numeric columns with at most this many distinct values are compared as categories
@@ -217,21 +220,14 @@ def _column_profile(name: str, kind: Literal["numerical", "categorical"], column
     return ColumnProfile(name, kind, len(values), counts=_value_counts(values))
 
 
-def build_profile(
-    reference: pd.DataFrame, data: DataSpec, seed: int = 0, scores: pd.DataFrame | None = None
-) -> ReferenceProfile:
-    """Summarise the reference (the champion's training set) once, with the champion's ``scores`` of it
-    (its prediction columns, for prediction drift); daily runs only read the summary."""
+def build_profile(reference: pd.DataFrame, data: DataSpec, seed: int = 0) -> ReferenceProfile:
+    """Summarise the reference (the champion's training set) once; daily runs only read the summary."""
     _require_columns(reference, data, "reference")
     columns = {
         name: _column_profile(name, "numerical" if name in data.numerical else "categorical", reference[name])
         for name in data.feature_names
     }
-    prediction = None
-    if scores is not None:
-        name, kind = prediction_column(data)
-        prediction = _column_profile(name, kind, scores[name])
-    return ReferenceProfile(len(reference), columns, report_sample(reference, data, seed), prediction)
+    return ReferenceProfile(len(reference), columns, report_sample(reference, data, seed))
 
 
 def prediction_column(data: DataSpec) -> tuple[str, Literal["numerical", "categorical"]]:
@@ -432,18 +428,35 @@ def champion_profile(target: MlflowTarget, storage: Storage, spec: PipelineSpec,
     profile = ReferenceProfile.load(storage, key)
     if profile is not None and profile.prediction is not None:
         return profile
-    from airflow_mlops.steps.monitoring import score
-    from airflow_mlops.steps.training import load_model
-
-    name = spec.registered_model_name
-    reference = target.client().get_model_version(name, version).tags.get(Tag.TRAINING_SET)
+    reference = target.client().get_model_version(spec.registered_model_name, version).tags.get(Tag.TRAINING_SET)
     if not reference:
         raise DataError(f"champion v{version} has no '{Tag.TRAINING_SET}' tag: no drift reference")
-    frame = read_parquet(storage, storage.key_of(reference))
-    scores = score(load_model(f"models:/{name}/{version}"), frame, spec, version)
-    profile = build_profile(frame, spec.data, scores=scores)
+    if profile is None:
+        profile = build_profile(read_parquet(storage, storage.key_of(reference)), spec.data)
+    profile = replace(profile, prediction=prediction_profile(target, storage, spec, version, reference))
     profile.save(storage, key)
     return profile
+
+
+def prediction_profile(
+    target: MlflowTarget, storage: Storage, spec: PipelineSpec, version: str, reference: str
+) -> ColumnProfile | None:
+    """The champion's scores of its own holdout (rows it was not fitted on, so in-sample confidence does not
+    read as drift), profiled like a feature. A training set or model that cannot be read leaves prediction
+    drift off for the day, with a warning, and feature drift goes on; an outage is raised, to be retried."""
+    from airflow_mlops.spec import SpecError
+    from airflow_mlops.steps.monitoring import score
+    from airflow_mlops.steps.training import load_model, time_split
+
+    try:
+        frame = read_parquet(storage, storage.key_of(reference))
+        holdout = time_split(frame, spec.data.timestamp_column, spec.training.holdout_days).holdout
+        scored = score(load_model(f"models:/{spec.registered_model_name}/{version}"), holdout, spec, version)
+        name, kind = prediction_column(spec.data)
+        return _column_profile(name, kind, scored[name])
+    except (DataError, SpecError) as exc:
+        log.warning("no prediction drift against champion v%s: %s", version, exc)
+        return None
 
 
 def detect(target: MlflowTarget, storage: Storage, spec: PipelineSpec, ds: date, version: str) -> DriftRecord:

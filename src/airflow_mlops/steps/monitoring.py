@@ -66,9 +66,22 @@ def labelled_predictions(storage: Storage, spec: PipelineSpec, ds: date) -> pd.D
     if not predictions or not labels:
         return pd.DataFrame(columns=[*join_on, "score", "model_version", spec.data.label_column])
     scored = pd.concat(predictions, ignore_index=True)
-    truth = pd.concat(labels, ignore_index=True).dropna(subset=[spec.data.label_column])  # null: not known yet
+    truth = known_labels(pd.concat(labels, ignore_index=True), spec.data)
     truth[spec.data.timestamp_column] = pd.to_datetime(truth[spec.data.timestamp_column], utc=True)
     return scored.merge(truth[[*join_on, spec.data.label_column]], on=join_on, how="inner")
+
+
+def known_labels(truth: pd.DataFrame, data: DataSpec) -> pd.DataFrame:
+    """The arrived labels that can be scored against: a null is not known yet, and a class outside
+    ``data.classes`` (a new one in production) no model predicts: left out, with a warning."""
+    truth = truth.dropna(subset=[data.label_column])
+    if data.task != "multiclass":
+        return truth
+    known = task_types.class_names(truth[data.label_column]).isin([str(c) for c in data.classes])
+    if not known.all():
+        unknown = sorted(set(task_types.class_names(truth.loc[~known, data.label_column])))
+        log.warning("%d labelled row(s) of classes not in data.classes left out: %s", int((~known).sum()), unknown)
+    return truth[known]
 
 
 def performance(frame: pd.DataFrame, data: DataSpec) -> dict[str, Any] | None:
@@ -219,7 +232,7 @@ def shadow_pairs(
     if not pairs or not labels:
         both = [f"{column}_{role}" for role in ("champion", "challenger") for column in scored]
         return pd.DataFrame(columns=[*join_on, *both, data.label_column]), days_scored
-    truth = pd.concat(labels, ignore_index=True).dropna(subset=[data.label_column])  # null: not known yet
+    truth = known_labels(pd.concat(labels, ignore_index=True), data)
     truth[data.timestamp_column] = pd.to_datetime(truth[data.timestamp_column], utc=True)
     return pd.concat(pairs, ignore_index=True).merge(truth, on=join_on, how="inner"), days_scored
 
@@ -339,11 +352,28 @@ def performance_report(storage: Storage, spec: PipelineSpec, ds: date) -> dict[s
     if metrics is None:
         return None
     html = keys.report(spec, ds, keys.PERFORMANCE_REPORT)
-    snapshot = evidently_performance(labelled, spec.data)
-    storage.write_bytes(html, snapshot.get_html_str(as_iframe=False).encode())
+    storage.write_bytes(html, performance_html(labelled, spec.data).encode())
     key = keys.report(spec, ds, "performance.json")
     storage.write_bytes(key, json.dumps(metrics, indent=2).encode())
     return {**metrics, "report": storage.location(key), "html_report": storage.location(html), "report_key": html}
+
+
+def performance_html(labelled: pd.DataFrame, data: DataSpec) -> str:
+    """Evidently's report of the labelled predictions; for multiclass, only once the labels hold every class
+    (Evidently's per-class metrics need each one), a page saying so until then."""
+    if data.task == "multiclass":
+        present = set(task_types.class_names(labelled[data.label_column]))
+        missing = [str(c) for c in data.classes if str(c) not in present]
+        if missing:
+            import html
+
+            return (
+                "<!doctype html><meta charset='utf-8'><title>Performance</title><p>No Evidently report yet: the "
+                f"labels that have arrived hold no row of class(es) {html.escape(', '.join(missing))}, and its "
+                "multiclass report needs every class. The metrics of the rows that have arrived are in "
+                "performance.json beside this page.</p>"
+            )
+    return str(evidently_performance(labelled, data).get_html_str(as_iframe=False))
 
 
 def evidently_performance(labelled: pd.DataFrame, data: DataSpec) -> Any:

@@ -220,6 +220,14 @@ def model_input(frame: pd.DataFrame, data: DataSpec) -> pd.DataFrame:
 
 
 def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame) -> Any:
+    """Fit the spec's model on ``train`` (the rows before the holdout), whose label must fit the task on
+    its own: the gate checked the whole training set, and a class seen only in the holdout is unlearnable."""
+    problem = task_types.label_problem(data, train[data.label_column])
+    if problem:
+        raise DataError(
+            f"the {len(train)} training rows before the holdout: {problem}; give the window more days or the "
+            "holdout fewer (training.window_days, training.holdout_days)"
+        )
     try:  # unknown or ill-typed trainer params surface as TypeErrors from the estimator
         pipeline = build_model(model, data)
         pipeline.fit(model_input(train, data), task_types.label_values(data, train[data.label_column]))
