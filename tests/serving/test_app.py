@@ -12,6 +12,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from airflow_mlops import keys
+from airflow_mlops.dev.stack import wait_for
 from airflow_mlops.serving.app import create_app
 from airflow_mlops.steps import features, monitoring, registry, training
 from airflow_mlops.steps.serving import OnlineScorer
@@ -134,6 +135,20 @@ def test_a_regression_and_a_multiclass_pipeline_serve_string_keys_as_their_batch
         assert (
             client.post("/predict", json={"ids": [1]}).json()["detail"] == "station_id is a key of type string, got [1]"
         )
+        # @champion moved by hand to a model of the other task: not loaded, the champion keeps serving
+        other, other_labelled = (demand_spec, demand_labelled) if task == "regression" else (rides_spec, rides_labelled)
+        name = spec.registered_model_name
+        wrong = register_candidate(stores["target"], other, other_labelled, "o1", model_name=name).version
+        stores["target"].client().set_registered_model_alias(name, "champion", wrong)
+        wait_for(
+            lambda: (
+                f"@champion v{wrong} predicts {other.data.task}" in (client.get("/health").json()["last_error"] or "")
+            ),
+            "the service to refuse the other task's model",
+            timeout=30,
+            interval=0.2,
+        )
+        assert client.post("/predict", json={"ids": ["st-0001"]}).json()["version"] == version
 
 
 def test_the_service_follows_champion_and_waits_for_the_first(stores, spec, labelled):

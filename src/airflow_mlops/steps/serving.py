@@ -56,8 +56,9 @@ class OnlineScorer:
 
     def refresh(self) -> bool:
         """Look at ``@champion`` and load it if it moved; ``True`` when a new version was swapped in.
-        An outage is logged and kept in ``last_error``; the loaded champion keeps serving."""
-        from airflow_mlops.steps.registry import aliases
+        An outage, or a version of another task, is logged and kept in ``last_error``; the loaded champion
+        keeps serving."""
+        from airflow_mlops.steps.registry import aliases, version_task
         from airflow_mlops.steps.training import load_model
 
         name = self.spec.registered_model_name
@@ -66,6 +67,12 @@ class OnlineScorer:
             self.last_check, self.last_error = time.time(), None
             if version is None or (self.champion and self.champion.version == version):
                 return False
+            predicts, wanted = (
+                version_task(self.target.client().get_model_version(name, version)),
+                task_types.describe(self.spec.data),
+            )
+            if predicts != wanted:  # an alias moved by hand to a model of another task: keep what serves now
+                raise ValueError(f"@champion v{version} predicts {predicts}, the spec says {wanted}: not loaded")
             model = load_model(f"models:/{name}/{version}", "sklearn")
         except Exception as exc:  # MLflow or the artifact store down: keep what serves now
             self.last_error = f"{type(exc).__name__}: {exc}"
