@@ -104,7 +104,12 @@ def decide(share=0.0, drifted=(), metrics=None, last=None, active=False):
 
 
 def test_policy_branches():
-    assert not decide().retrain
+    assert not decide().retrain and decide().reason == "no drift"
+    under = decide(share=0.1, drifted=["tenure_months"])
+    assert not under.retrain
+    assert (
+        under.reason == "drift under the limit: 10% of features drifted (limit 30%), no key feature: ['tenure_months']"
+    )
     assert decide(share=0.4, drifted=["a", "b", "c", "d"]).retrain
     key = decide(share=0.1, drifted=["monthly_charges"])
     assert key.retrain and "key features" in key.reason

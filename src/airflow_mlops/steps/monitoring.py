@@ -160,7 +160,13 @@ def decide_retraining(
     if decayed:
         reasons.extend(decayed)
         signals["performance"] = "; ".join(decayed)
-    decision = RetrainDecision(bool(reasons), "; ".join(reasons) or "no drift", drifted_columns, signals=signals)
+    quiet = (
+        f"drift under the limit: {drift_share:.0%} of features drifted (limit {policy.max_drifted_share:.0%}), "
+        f"no key feature: {drifted_columns}"
+        if drifted_columns
+        else "no drift"
+    )
+    decision = RetrainDecision(bool(reasons), "; ".join(reasons) or quiet, drifted_columns, signals=signals)
     if not decision.retrain:
         return decision
     if training_active:
