@@ -75,8 +75,8 @@ def label_problem(data: DataSpec, label: pd.Series) -> str | None:
         return f"{nulls} null label(s)"
     if values.empty:
         return "no labels"
-    found = sorted(pd.unique(values).tolist(), key=str)
     if data.task == "binary":
+        found = sorted(pd.unique(values).tolist(), key=str)
         if not set(found) <= {0, 1}:
             return (
                 f"a binary label is 0 or 1; found {len(found)} distinct values ({_shown(found)}): map them to 0 "

@@ -431,25 +431,34 @@ def champion_profile(target: MlflowTarget, storage: Storage, spec: PipelineSpec,
     reference = target.client().get_model_version(spec.registered_model_name, version).tags.get(Tag.TRAINING_SET)
     if not reference:
         raise DataError(f"champion v{version} has no '{Tag.TRAINING_SET}' tag: no drift reference")
+    frame = None  # the training set, read once when both profiles are built
     if profile is None:
-        profile = build_profile(read_parquet(storage, storage.key_of(reference)), spec.data)
-    profile = replace(profile, prediction=prediction_profile(target, storage, spec, version, reference))
+        frame = read_parquet(storage, storage.key_of(reference))
+        profile = build_profile(frame, spec.data)
+    profile = replace(profile, prediction=prediction_profile(target, storage, spec, version, reference, frame))
     profile.save(storage, key)
     return profile
 
 
 def prediction_profile(
-    target: MlflowTarget, storage: Storage, spec: PipelineSpec, version: str, reference: str
+    target: MlflowTarget,
+    storage: Storage,
+    spec: PipelineSpec,
+    version: str,
+    reference: str,
+    frame: pd.DataFrame | None = None,
 ) -> ColumnProfile | None:
     """The champion's scores of its own holdout (rows it was not fitted on, so in-sample confidence does not
     read as drift), profiled like a feature. A training set or model that cannot be read leaves prediction
-    drift off for the day, with a warning, and feature drift goes on; an outage is raised, to be retried."""
+    drift off for the day, with a warning, and feature drift goes on; an outage is raised, to be retried.
+    ``frame``: the training set at ``reference``, when the caller has read it already."""
     from airflow_mlops.spec import SpecError
     from airflow_mlops.steps.monitoring import score
     from airflow_mlops.steps.training import load_model, time_split
 
     try:
-        frame = read_parquet(storage, storage.key_of(reference))
+        if frame is None:
+            frame = read_parquet(storage, storage.key_of(reference))
         holdout = time_split(frame, spec.data.timestamp_column, spec.training.holdout_days).holdout
         scored = score(load_model(f"models:/{spec.registered_model_name}/{version}"), holdout, spec, version)
         name, kind = prediction_column(spec.data)
