@@ -116,6 +116,27 @@ print(json.dumps({{f"{{d}}.{{t.task_id}}": t.queue for d in bag.dags for t in ba
     assert set(queues.values()) == {"cpu"}
 
 
+def test_a_search_runs_its_trials_as_mapped_tasks_round_by_round_on_their_queue(tmp_path):
+    from airflow_mlops.factory import build_pipelines
+    from tests.conftest import spec_variant
+
+    training = {
+        "model": {"trainer": "sklearn_gradient_boosting", "params": {"max_iter": 100}},
+        "search": {"space": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.3}}, "trials": 5,
+                   "parallel": 2, "queue": "trials"},
+    }  # fmt: skip
+    dag = build_pipelines(spec_variant(tmp_path, "searching", training=training))["churn_training"]
+    rounds = [(f"search.plan_round_{n}", f"search.trials_round_{n}") for n in (1, 2, 3)]
+    for number, (plan, trials) in enumerate(rounds):
+        assert dag.task_dict[trials].upstream_task_ids == {plan, "build_training_set"}
+        assert dag.task_dict[trials].queue == "trials" and dag.task_dict[plan].queue != "trials"
+        before = {t for _, t in rounds[:number]} or {"validate_training_set"}  # round 1: after the gate
+        assert dag.task_dict[plan].upstream_task_ids == before | {"build_training_set"}
+    assert type(dag.task_dict["search.trials_round_1"]).__name__ == "MappedOperator"
+    assert dag.task_dict["search.pick_best"].upstream_task_ids == {t for _, t in rounds}
+    assert "search.pick_best" in dag.task_dict["train_model"].upstream_task_ids
+
+
 def test_every_task_rides_out_an_outage_and_cannot_hang_a_worker():
     """Retries with backoff for about seven minutes (an MLflow restart), and a timeout on every task."""
     from datetime import timedelta

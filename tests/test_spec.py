@@ -227,3 +227,46 @@ def test_pipelines_folders_may_not_nest_in_each_other(tmp_path):
     folder = pipelines(tmp_path, **{"monitoring.predictions_path": "reports/churn/scores"})
     with pytest.raises(SpecError, match=r"overlap: monitoring.predictions_path 'reports/churn/scores' and"):
         load_specs(folder)
+
+
+SEARCH = {"space": {"max_depth": {"type": "int", "low": 2, "high": 8}}, "trials": 6, "parallel": 4}
+
+
+def test_a_search_is_planned_in_rounds_on_its_queue(tmp_path):
+    spec = load_spec(write_spec(tmp_path, lambda raw: raw["training"].update(search=SEARCH, queue="gpu")))
+    assert spec.training.search is not None and spec.training.search.rounds == 2
+    assert spec.training.trials_queue == "gpu"  # training.queue's, unless search.queue says otherwise
+
+
+@pytest.mark.parametrize(
+    ("search", "message"),
+    [
+        (
+            {"space": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.3}}},
+            r"training.search.space learning_rate also set in training.model.params: search a parameter or fix it",
+        ),
+        (
+            {**SEARCH, "validation_days": 17},
+            r"training.search.validation_days \(17\) and training.holdout_days \(4\) must leave days to train on "
+            r"in training.window_days \(21\)",
+        ),
+        (
+            {"space": {"max_depth": {"type": "float", "low": 3, "high": 2}}},
+            r"'training.search.space.max_depth': Value error, a float range needs low < high",
+        ),
+        (
+            {"space": {"max_depth": {"type": "int", "low": 2, "high": 8, "choices": [2, 3]}}},
+            r"an int range needs low < high \(no choices\)",
+        ),
+        (
+            {"space": {"l2_regularization": {"type": "float", "low": 0, "high": 1, "log": True}}},
+            r"a log range needs low > 0 and no step",
+        ),
+        ({"space": {"early_stopping": {"type": "categorical", "choices": [True]}}}, r"two or more 'choices'"),
+        ({"space": {}}, r"'training.search.space': Dictionary should have at least 1 item"),
+        ({**SEARCH, "sampler": "grid"}, r"'training.search.sampler': Input should be 'tpe' or 'random'"),
+    ],
+)
+def test_a_search_space_that_cannot_be_sampled_names_its_key(tmp_path, search, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(write_spec(tmp_path, lambda raw: raw["training"].update(search=search)))

@@ -38,6 +38,9 @@ class Tag:
     DECISION = "decision"  # promoted | rejected | rolled_back | shadow (absent while pending)
     DECISION_REASON = "decision_reason"
     SHADOW_SINCE = "shadow_since"  # the first day a challenger was scored beside the champion
+    SEARCH_KEY = "search_key"  # on a hyperparameter search's parent run: the training key of the unsearched spec
+    TRIAL = "search_trial"  # on a trial's nested run (under the search's run, MLflow's parentRunId): its number
+    SEARCH_RUN = "search_run"  # on a candidate tuned by a search: the search's parent run
 
 
 PROMOTED, REJECTED, PENDING = "promoted", "rejected", "pending"
@@ -85,6 +88,41 @@ class TrainingSetRecord(TypedDict):
     labels: int
     fingerprint: str
     label_mean: float | None  # the share of 1s (binary) or the mean label (regression); None for classes
+
+
+class TrialRecord(TypedDict):
+    """``search.plan_round_<n>`` (a list, one per mapped trial task): a trial's number, the params Optuna
+    suggested, and the search's parent MLflow run."""
+
+    number: int
+    params: dict[str, Any]
+    search_run: str
+
+
+class TrialResult(TrialRecord):
+    """``search.trials_round_<n>`` (one per mapped task): the trial's metrics on the validation days and its
+    nested MLflow run."""
+
+    run_id: str
+    experiment_id: str
+    mlflow_ui: str | None
+    metric: str  # training.primary_metric
+    value: float
+    metrics: dict[str, float]
+
+
+class SearchRecord(TypedDict):
+    """``search.pick_best``: the best trial, whose params train the candidate; ``run_id`` is the search's
+    parent run (for the MLflow run link)."""
+
+    run_id: str
+    experiment_id: str
+    mlflow_ui: str | None
+    trial: int
+    params: dict[str, Any]
+    metric: str
+    value: float
+    trials: int
 
 
 class ModelRecord(TypedDict):

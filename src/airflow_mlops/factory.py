@@ -1,8 +1,8 @@
 """DAG factories: one validated spec in, the three level-1 pipelines out.
 
 * ``<name>_features``: land -> GX gate -> offline store + Feast materialisation (Asset event).
-* ``<name>_training``: point-in-time training set -> GX gate -> train/evaluate/register ->
-  challenger gate -> infra validation -> ``champion`` alias.
+* ``<name>_training``: point-in-time training set -> GX gate -> (``training.search``: trials as mapped
+  tasks, round by round) -> train/evaluate/register -> challenger gate -> infra validation -> ``champion``.
 * ``<name>_monitoring``: wait for the day's features -> batch score -> drift and performance
   reports -> retraining policy -> drift-triggered training run (Asset event either way).
 * ``<name>_rollback``: triggered by hand (a form in the UI): ``champion`` back to ``previous`` or a named
@@ -13,12 +13,13 @@ With ``alerts`` in the spec, every task's failure (after its retries) is sent to
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, XComArg
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, TaskGroup, XComArg
 from airflow.sdk.bases.timetable import BaseTimetable
 
 from airflow_mlops.notifications import PipelineNotifier
@@ -31,6 +32,7 @@ from airflow_mlops.operators.monitoring import (
     ScoreBatchOperator,
     TriggerRetrainingOperator,
 )
+from airflow_mlops.operators.search import PickBestOperator, PlanTrialsOperator, RunTrialOperator
 from airflow_mlops.operators.training import (
     BuildTrainingSetOperator,
     ChallengerGateOperator,
@@ -135,10 +137,14 @@ def training_dag(spec: PipelineSpec) -> DAG:
         # Only training moves to training.queue: infra validation stays on the default (CPU) workers so
         # that it proves the model loads and scores where batch scoring runs.
         training_queue = {"queue": spec.training.queue} if spec.training.queue else {}
+        search = search_group(spec, build.output) if spec.training.search else None
+        if search is not None:
+            gate >> search.upstream
         train = TrainModelOperator(
             task_id="train_model",
             training_set=build.output,
             validation=gate.output,
+            search=search.best if search else None,
             execution_timeout=timedelta(minutes=spec.training.timeout_minutes),
             **training_queue,
             **common,
@@ -152,6 +158,42 @@ def training_dag(spec: PipelineSpec) -> DAG:
         )
         build >> gate >> train >> challenger >> infra >> promote
     return dag
+
+
+@dataclass(frozen=True)
+class Search:
+    upstream: TaskGroup
+    best: XComArg
+
+
+def search_group(spec: PipelineSpec, training_set: XComArg) -> Search:
+    """``training.search`` as a task group: per round, a task asks Optuna for the round's trials and one mapped
+    task per trial runs it (on ``training.search.queue``, else ``training.queue``); the next round is asked
+    with their results, and ``pick_best`` takes the best of all."""
+    search = spec.training.search
+    assert search is not None
+    common = {"spec_path": str(spec.source)}
+    queue = {"queue": spec.training.trials_queue} if spec.training.trials_queue else {}
+    with TaskGroup("search", tooltip=f"{search.trials} trials, {search.parallel} at a time") as group:
+        results: list[XComArg] = []
+        for number in range(1, search.rounds + 1):
+            plan = PlanTrialsOperator(
+                task_id=f"plan_round_{number}",
+                training_set=training_set,
+                round_number=number,
+                results=list(results),
+                **common,
+            )
+            trials = RunTrialOperator.partial(
+                task_id=f"trials_round_{number}",
+                training_set=training_set,
+                execution_timeout=timedelta(minutes=spec.training.timeout_minutes),
+                **queue,
+                **common,
+            ).expand(trial=plan.output)
+            results.append(trials.output)
+        best = PickBestOperator(task_id="pick_best", results=results, **common)
+    return Search(group, best.output)
 
 
 def monitoring_dag(spec: PipelineSpec) -> DAG:

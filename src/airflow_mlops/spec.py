@@ -19,6 +19,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -41,6 +43,8 @@ TRAINER_ENTRY_POINTS = "airflow_mlops.trainers"
 TRAINER_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=60)]
+# A trainer's keyword argument (sklearn's ``C`` included)
+ParamName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100)]
 # An executor queue as Celery and Airflow name them (task_instance.queue holds up to 256 characters).
 QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=256)]
 _SCHEDULE_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly")
@@ -198,6 +202,54 @@ class MetricThresholdSpec(_Strict):
         return self
 
 
+class SearchParam(_Strict):
+    """One hyperparameter's range, as Optuna's distributions take it: ``float`` or ``int`` from ``low`` to
+    ``high`` (both included; ``log`` for a log scale, or a ``step``), or ``categorical`` among ``choices``."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(default=None, gt=0)
+    choices: list[StrictBool | StrictInt | StrictFloat | StrictStr | None] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _fits_its_type(self) -> SearchParam:
+        if self.type == "categorical":
+            if len(self.choices) < 2 or self.low is not None or self.high is not None or self.log or self.step:
+                raise ValueError("a categorical range has two or more 'choices' (and no low, high, log or step)")
+            return self
+        if self.choices or self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"a{'n' if self.type == 'int' else ''} {self.type} range needs low < high (no choices)")
+        if self.type == "int" and not (self.low.is_integer() and self.high.is_integer()):
+            raise ValueError(f"an int range needs whole low and high (got {self.low}, {self.high})")
+        if self.log and (self.step is not None or self.low <= 0):
+            raise ValueError("a log range needs low > 0 and no step")
+        return self
+
+
+class SearchSpec(_Strict):
+    """Hyperparameter search with Optuna, as dynamically mapped Airflow tasks (one per trial, on
+    ``queue``): ``trials`` in rounds of ``parallel`` trials, each round's suggestions made from the results of
+    the rounds before (``tpe``; the first round explores at random) or all at random. Trials train on the rows
+    before the last ``validation_days`` of the training part and are compared on those days by
+    ``training.primary_metric``; the best trial's params (over ``training.model.params``) train the candidate,
+    which is then gated on the holdout as without a search."""
+
+    space: dict[ParamName, SearchParam] = Field(min_length=1)
+    trials: int = Field(default=16, ge=2, le=500)
+    parallel: int = Field(default=4, ge=1, le=64)
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = 0
+    validation_days: int = Field(default=3, ge=1)
+    # the trials' executor queue; None: training.queue's
+    queue: QueueName | None = None
+
+    @property
+    def rounds(self) -> int:
+        return -(-self.trials // self.parallel)
+
+
 class RolloutSpec(_Strict):
     """How a challenger that passed the gates replaces the champion.
 
@@ -231,6 +283,7 @@ class TrainingSpec(_Strict):
     # How long train_model may run before Airflow stops it (every other task: one hour).
     timeout_minutes: int = Field(default=240, ge=1)
     rollout: RolloutSpec = RolloutSpec()
+    search: SearchSpec | None = None
 
     @model_validator(mode="after")
     def _holdout_fits(self) -> TrainingSpec:
@@ -238,7 +291,24 @@ class TrainingSpec(_Strict):
             raise ValueError(
                 f"holdout_days ({self.holdout_days}) must be smaller than window_days ({self.window_days})"
             )
+        if self.search is None:
+            return self
+        if self.search.validation_days + self.holdout_days >= self.window_days:
+            raise ValueError(
+                f"training.search.validation_days ({self.search.validation_days}) and training.holdout_days "
+                f"({self.holdout_days}) must leave days to train on in training.window_days ({self.window_days})"
+            )
+        fixed = sorted(set(self.search.space) & set(self.model.params))
+        if fixed:
+            raise ValueError(
+                f"training.search.space {', '.join(fixed)} also set in training.model.params: search a parameter "
+                "or fix it, not both"
+            )
         return self
+
+    @property
+    def trials_queue(self) -> str | None:
+        return (self.search.queue if self.search else None) or self.queue
 
 
 class DriftPolicySpec(_Strict):

@@ -2,6 +2,7 @@
 refusing a sample that fails the raw gate. (scripts/test.sh runs the command on this repository.)"""
 
 import json
+import re
 import shutil
 import xml.etree.ElementTree as ET
 
@@ -111,7 +112,8 @@ def test_the_regression_example_passes_ci_end_to_end_on_its_kept_sample(tmp_path
 
 
 def test_a_multiclass_pipeline_passes_ci_end_to_end_on_a_synthesised_sample(tmp_path, capsys):
-    """The rides example turned multiclass (tomorrow's demand level), its sample synthesised from the spec."""
+    """The rides example turned multiclass (tomorrow's demand level), its sample synthesised from the spec;
+    its C searched in two rounds of two mapped trial tasks."""
     project = tmp_path / "demand"
     shutil.copytree(RIDES, project, ignore=shutil.ignore_patterns("__pycache__", "samples"))
     specs, suites = project / "include" / "pipelines", project / "include" / "expectations"
@@ -119,6 +121,8 @@ def test_a_multiclass_pipeline_passes_ci_end_to_end_on_a_synthesised_sample(tmp_
     raw["data"].update(task="multiclass", classes=DEMAND_LEVELS, label_column="demand_level")
     raw["training"].update(primary_metric="f1_macro", thresholds={"f1_macro": {"threshold": 0.5}})
     raw["training"]["model"] = {"trainer": "sklearn_logistic_regression"}
+    raw["training"]["search"] = {"space": {"C": {"type": "float", "low": 0.01, "high": 10, "log": True}},
+                                 "trials": 4, "parallel": 2, "validation_days": 2}  # fmt: skip
     raw["monitoring"]["drift"]["min_performance"] = {"roc_auc_ovr": 0.7}
     (specs / "rides.yaml").write_text(yaml.safe_dump(raw))
     in_set = {"column": "demand_level", "value_set": DEMAND_LEVELS}
@@ -129,5 +133,6 @@ def test_a_multiclass_pipeline_passes_ci_end_to_end_on_a_synthesised_sample(tmp_
     (suites / "rides_training.json").write_text(json.dumps(suite))
     assert main(["ci", str(project), "--log", str(tmp_path / "run.log")]) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
+    assert re.search(r"search: trial \d the best of 4 \(C=[\d.e-]+: f1_macro [\d.]+ on the validation days\)", out)
     assert "PASS  rides  model beats a constant predictor: f1_macro " in out
     assert "PASS  rides  same seed, same metrics: refitted twice: f1_macro " in out and " roc_auc_ovr " in out

@@ -108,3 +108,14 @@ def test_init_task_writes_a_pipeline_of_that_task_whose_sample_passes_its_gates(
     training_set = raw.merge(labels, on=[spec.data.entity_key, spec.data.timestamp_column])
     report = validate_frame(training_set, spec.training.training_suite, spec.data, source="sample", labelled=True)
     assert report.passed and report.warnings == [], report.summary()
+
+
+@pytest.mark.parametrize("task", ["binary", "regression", "multiclass"])
+def test_the_template_s_search_example_is_a_valid_search_once_uncommented(tmp_path, task):
+    project = tmp_path / task
+    assert main(["init", "acme", "--path", str(project), "--task", task]) == 0
+    path = project / "include" / "pipelines" / "acme.yaml"
+    text = path.read_text().replace("  # search:", "  search:").replace("  #   ", "    ")
+    path.write_text(text.replace("params: {max_iter: 100, learning_rate: 0.1}", "params: {max_iter: 100}"))
+    [spec] = load_specs(project / "include" / "pipelines")
+    assert spec.training.search is not None and set(spec.training.search.space) == {"learning_rate", "max_leaf_nodes"}

@@ -220,7 +220,8 @@ def test_each_trainer_learns_the_rides_counts_and_demand_levels(request, task, t
 def test_a_class_missing_before_the_holdout_is_named_before_any_fit(demand_spec, demand_labelled):
     split = training.time_split(demand_labelled, "event_timestamp", 3)
     only_in_holdout = split.train[split.train["demand_level"] != "high"]
-    with pytest.raises(DataError, match=r"training rows before the holdout: no row of class\(es\) \['high'\]"):
+    missing = r"rows before the holdout \(training.holdout_days\): no row of class\(es\) \['high'\]"
+    with pytest.raises(DataError, match=missing):
         training.fit(demand_spec.training.model, demand_spec.data, only_in_holdout)
 
 

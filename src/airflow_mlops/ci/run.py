@@ -149,8 +149,25 @@ class PipelineRun:
         metric = self.spec.training.primary_metric
         value = self.holdout_metrics[metric]
         return (
-            f"training set gate passed; {name} v{champion.version} registered, {metric} {value:.3f} on the holdout, "
-            "passed the challenger gate, loaded and scored in a fresh interpreter (infra validation), @champion"
+            f"training set gate passed; {self.searched()}{name} v{champion.version} registered, {metric} {value:.3f} "
+            "on the holdout, passed the challenger gate, loaded and scored in a fresh interpreter (infra "
+            "validation), @champion"
+        )
+
+    def searched(self) -> str:
+        """What the champion's hyperparameter search found, from the search's MLflow run."""
+        from airflow_mlops.contracts import Tag
+
+        if Tag.SEARCH_RUN not in self.champion.tags:
+            return ""
+        search = self.target.client().get_run(self.champion.tags[Tag.SEARCH_RUN]).data
+        metric, params = self.spec.training.primary_metric, search.params
+        chosen = {k.removeprefix("best_"): v for k, v in params.items() if k.startswith("best_") and k != "best_trial"}
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(chosen.items()))
+        best = search.metrics[f"best_validation_{metric}"]
+        return (
+            f"search: trial {params['best_trial']} the best of {params['trials']} ({shown}: {metric} {best:.3f} "
+            "on the validation days); "
         )
 
     def monitoring(self) -> str:
@@ -207,15 +224,17 @@ class PipelineRun:
         return comparison
 
     def reproducible(self) -> str:
+        import mlflow
+
+        from airflow_mlops.spec import ModelSpec
         from airflow_mlops.steps import training
 
         split = self.training_split
-        runs = [
-            training.evaluate(
-                training.fit(self.spec.training.model, self.spec.data, split.train), split.holdout, self.spec.data
-            )
-            for _ in range(2)
-        ]
+        self.target.client()  # points mlflow's artifact API at the stack
+        trained = mlflow.artifacts.load_dict(f"runs:/{self.champion.run_id}/{training.TRAINED_MODEL}")
+        model = ModelSpec.model_validate(trained)  # the spec's, or as its search tuned it
+        data = self.spec.data
+        runs = [training.evaluate(training.fit(model, data, split.train), split.holdout, data) for _ in range(2)]
         registered = self.holdout_metrics
         differ = {
             m: (registered[m], runs[0][m], runs[1][m])

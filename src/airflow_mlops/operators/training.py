@@ -45,15 +45,17 @@ class BuildTrainingSetOperator(PipelineOperator):
 
 class TrainModelOperator(PipelineOperator):
     """Fit on all but the last ``holdout_days``, score the holdout, log everything to MLflow, register.
-    The run and the version carry their lineage: why the run started, from which data and DAG run."""
+    The run and the version carry their lineage: why the run started, from which data and DAG run. With a
+    ``search`` (``search.pick_best``'s record), the best trial's params over the spec's."""
 
-    template_fields = (*PipelineOperator.template_fields, "training_set", "validation")
+    template_fields = (*PipelineOperator.template_fields, "training_set", "validation", "search")
     operator_extra_links = (MlflowRunLink(), ModelVersionLink())
 
-    def __init__(self, *, training_set: Any, validation: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *, training_set: Any, validation: Any = None, search: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.training_set = training_set
         self.validation = validation
+        self.search = search
 
     def run(self, context: Context) -> CandidateRecord:
         from airflow_mlops import __version__
@@ -72,7 +74,7 @@ class TrainModelOperator(PipelineOperator):
             bundle_version=str(getattr(bundle, "version", "") or ""),
         )
         candidate = training.train_candidate(
-            self.mlflow, self.storage, self.spec, self.training_set, provenance, self.validation
+            self.mlflow, self.storage, self.spec, self.training_set, provenance, self.validation, self.search
         )
         self.log.info("candidate %s: %s", candidate["model_uri"], candidate["metrics"])
         self.lineage.inputs.append(self.in_lake(self.training_set["key"]))

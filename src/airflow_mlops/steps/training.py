@@ -19,13 +19,18 @@ import numpy as np
 import pandas as pd
 
 from airflow_mlops import task_types
-from airflow_mlops.contracts import CandidateRecord, Tag, TrainingSetRecord
+from airflow_mlops.contracts import CandidateRecord, SearchRecord, Tag, TrainingSetRecord
 from airflow_mlops.spec import TRAINER_ENTRY_POINTS, TRAINERS, DataSpec, ModelSpec, PipelineSpec, SpecError
 from airflow_mlops.storage import DataError
 
 if TYPE_CHECKING:
     from airflow_mlops.steps.registry import Candidate, MlflowTarget
     from airflow_mlops.storage import Storage
+
+
+# the days a fit does not see, and the spec key that sets how many
+HELD_OUT = {"holdout": "training.holdout_days", "validation days": "training.search.validation_days"}
+TRAINED_MODEL = "model_spec.json"  # a candidate run's artifact: the trainer and params it was fitted with
 
 
 @dataclass(frozen=True)
@@ -35,8 +40,11 @@ class Split:
     holdout_start: pd.Timestamp
 
 
-def time_split(frame: pd.DataFrame, timestamp_column: str, holdout_days: int) -> Split:
-    """The last ``holdout_days`` days are the holdout: the model is judged on the future it did not see."""
+def time_split(
+    frame: pd.DataFrame, timestamp_column: str, holdout_days: int, key: str = "training.holdout_days"
+) -> Split:
+    """The last ``holdout_days`` days (the spec's ``key``) are the holdout: the model is judged on the
+    future it did not see."""
     if frame.empty:
         raise DataError("training set is empty: no labelled rows in the training window")
     timestamps = pd.to_datetime(frame[timestamp_column], utc=True)
@@ -45,7 +53,7 @@ def time_split(frame: pd.DataFrame, timestamp_column: str, holdout_days: int) ->
     train, holdout = frame[~in_holdout], frame[in_holdout]
     if train.empty or holdout.empty:
         raise DataError(
-            f"cannot split training set on '{timestamp_column}' with holdout_days={holdout_days}: "
+            f"cannot split training set on '{timestamp_column}' with {key}={holdout_days}: "
             f"{len(train)} training rows, {len(holdout)} holdout rows "
             f"(data spans {timestamps.min().date()} to {timestamps.max().date()})"
         )
@@ -219,14 +227,16 @@ def model_input(frame: pd.DataFrame, data: DataSpec) -> pd.DataFrame:
     return columns
 
 
-def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame) -> Any:
-    """Fit the spec's model on ``train`` (the rows before the holdout), whose label must fit the task on
-    its own: the gate checked the whole training set, and a class seen only in the holdout is unlearnable."""
+def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame, before: str = "holdout") -> Any:
+    """Fit the spec's model on ``train``: the rows before the ``holdout`` (or the search's ``validation``
+    days), whose label must fit the task on its own: the gate checked the whole training set, and a class
+    seen only in the days held out is unlearnable."""
     problem = task_types.label_problem(data, train[data.label_column])
     if problem:
+        key = HELD_OUT[before]
         raise DataError(
-            f"the {len(train)} training rows before the holdout: {problem}; give the window more days or the "
-            "holdout fewer (training.window_days, training.holdout_days)"
+            f"the {len(train)} training rows before the {before} ({key}): {problem}; give training.window_days "
+            f"more days or {key} fewer"
         )
     try:  # unknown or ill-typed trainer params surface as TypeErrors from the estimator
         pipeline = build_model(model, data)
@@ -236,11 +246,12 @@ def fit(model: ModelSpec, data: DataSpec, train: pd.DataFrame) -> Any:
     return pipeline
 
 
-def evaluate(model: Any, frame: pd.DataFrame, data: DataSpec) -> dict[str, float]:
-    """The task's metrics on the holdout, which must hold both classes (or two distinct values)."""
+def evaluate(model: Any, frame: pd.DataFrame, data: DataSpec, part: str = "holdout") -> dict[str, float]:
+    """The task's metrics on the holdout (or another ``part`` held out), which must hold both classes (or
+    two distinct values)."""
     y = task_types.label_values(data, frame[data.label_column])
     if not task_types.scorable(y):
-        raise DataError(f"holdout of {len(y)} rows has a single value in '{data.label_column}': cannot score")
+        raise DataError(f"{part} of {len(y)} rows has a single value in '{data.label_column}': cannot score")
     return task_types.metrics(data, y, task_types.scores(data, model, model_input(frame, data)))
 
 
@@ -265,8 +276,10 @@ def train_candidate(
     training_set: TrainingSetRecord,
     lineage: Lineage,
     validation: dict[str, Any] | None = None,
+    search: SearchRecord | None = None,
 ) -> CandidateRecord:
-    """Fit on all but the last ``holdout_days``, score the holdout, log and register the candidate.
+    """Fit on all but the last ``holdout_days``, score the holdout, log and register the candidate; with a
+    ``search``, the best trial's params over the spec's.
 
     The version is keyed by :func:`training_key`: a retry, or a re-run with nothing changed, returns the
     version registered first without fitting again; a change of data, trainer, params or code trains anew.
@@ -274,14 +287,15 @@ def train_candidate(
     from airflow_mlops.steps import registry
     from airflow_mlops.storage import read_parquet
 
-    key = training_key(spec, training_set, lineage.code_version)
+    model_spec = tuned(spec.training.model, search["params"] if search else {})
+    key = training_key(spec, training_set, lineage.code_version, model_spec)
     reused = registry.reuse(target, spec.registered_model_name, key)
     if reused is not None:
         return candidate_record(target, spec, training_set, reused)
     frame = read_parquet(storage, training_set["key"])
     split = time_split(frame, spec.data.timestamp_column, spec.training.holdout_days)
-    trainer = spec.training.model.trainer
-    model = fit(spec.training.model, spec.data, split.train)
+    trainer = model_spec.trainer
+    model = fit(model_spec, spec.data, split.train)
     metrics = evaluate(model, split.holdout, spec.data)
     tags = {
         Tag.PIPELINE: spec.name,
@@ -298,6 +312,7 @@ def train_candidate(
         Tag.DRIFT_REPORT: lineage.drift_report,
         Tag.DRIFTED_COLUMNS: ",".join(lineage.drifted_columns),
         Tag.TRAINER: trainer,
+        Tag.SEARCH_RUN: search["run_id"] if search else "",
     }
     candidate = registry.log_and_register(
         target,
@@ -309,7 +324,8 @@ def train_candidate(
         metrics=metrics,
         params={
             "trainer": trainer,
-            **spec.training.model.params,
+            **model_spec.params,
+            **({"search_trial": search["trial"]} if search else {}),
             "window_days": spec.training.window_days,
             "holdout_days": spec.training.holdout_days,
             "train_rows": len(split.train),
@@ -319,17 +335,29 @@ def train_candidate(
         tags=tags,
         training_key=key,
         input_example=model_input(split.holdout, spec.data).head(5),
-        artifacts={"validation/training_set.json": validation or {}, "spec.json": spec.model_dump(mode="json")},
+        artifacts={
+            "validation/training_set.json": validation or {},
+            "spec.json": spec.model_dump(mode="json"),
+            TRAINED_MODEL: model_spec.model_dump(mode="json"),  # the params a search chose, with their types
+        },
     )
     return candidate_record(target, spec, training_set, candidate)
 
 
-def training_key(spec: PipelineSpec, training_set: TrainingSetRecord, code_version: str) -> str:
+def tuned(model: ModelSpec, params: dict[str, Any]) -> ModelSpec:
+    """The spec's model with a search trial's ``params`` (the spec forbids searching a fixed one)."""
+    return model.model_copy(update={"params": {**model.params, **params}}) if params else model
+
+
+def training_key(
+    spec: PipelineSpec, training_set: TrainingSetRecord, code_version: str, model: ModelSpec | None = None
+) -> str:
     """What makes two trainings the same: the day, the data (its fingerprint), and a hash of everything else
-    that shapes the model (trainer, params, windows, features, label, task, code version; for a trainer of your
-    own, the version of the package it comes from)."""
+    that shapes the model (trainer, ``model``'s params (the spec's, or tuned by its search), the search,
+    windows, features, label, task, code version; for a trainer of your own, the version of the package it
+    comes from)."""
     shape: dict[str, Any] = {
-        "model": spec.training.model.model_dump(mode="json"),
+        "model": (model or spec.training.model).model_dump(mode="json"),
         "window_days": spec.training.window_days,
         "holdout_days": spec.training.holdout_days,
         "features": spec.data.feature_names,
@@ -338,6 +366,8 @@ def training_key(spec: PipelineSpec, training_set: TrainingSetRecord, code_versi
     }
     if spec.data.task != "binary":  # a binary pipeline's keys stay those it had before task types existed
         shape["task"] = spec.data.model_dump(mode="json", include={"task", "classes"})
+    if spec.training.search is not None:  # a pipeline without one keeps the keys it had before search existed
+        shape["search"] = spec.training.search.model_dump(mode="json")
     if spec.training.model.trainer not in TRAINERS:
         shape["trainer_packages"] = trainer_packages(spec.training.model.trainer)
     digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
