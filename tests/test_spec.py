@@ -256,13 +256,21 @@ def test_a_search_is_planned_in_rounds_on_its_queue(tmp_path):
         ),
         (
             {"space": {"max_depth": {"type": "int", "low": 2, "high": 8, "choices": [2, 3]}}},
-            r"an int range needs low < high \(no choices\)",
+            r"an int range takes low and high, not choices \(use type: categorical\)",
         ),
         (
             {"space": {"l2_regularization": {"type": "float", "low": 0, "high": 1, "log": True}}},
-            r"a log range needs low > 0 and no step",
+            r"'training.search.space.l2_regularization': Value error, a log range needs low > 0 \(got 0\)",
         ),
         ({"space": {"early_stopping": {"type": "categorical", "choices": [True]}}}, r"two or more 'choices'"),
+        (
+            {"space": {"max_depth": {"type": "int", "low": 2, "high": 8, "step": 7}}},
+            r"step 7 leaves one value between 2 and 8",
+        ),
+        (
+            {"space": {"max_depth": {"type": "float", "low": 3, "high": 2}}},
+            r"a float range needs low < high \(got low 3.0, high 2.0\)",
+        ),
         ({"space": {}}, r"'training.search.space': Dictionary should have at least 1 item"),
         ({**SEARCH, "sampler": "grid"}, r"'training.search.sampler': Input should be 'tpe' or 'random'"),
     ],

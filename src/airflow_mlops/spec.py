@@ -219,12 +219,21 @@ class SearchParam(_Strict):
             if len(self.choices) < 2 or self.low is not None or self.high is not None or self.log or self.step:
                 raise ValueError("a categorical range has two or more 'choices' (and no low, high, log or step)")
             return self
-        if self.choices or self.low is None or self.high is None or not self.low < self.high:
-            raise ValueError(f"a{'n' if self.type == 'int' else ''} {self.type} range needs low < high (no choices)")
+        kind = f"a{'n' if self.type == 'int' else ''} {self.type} range"
+        if self.choices:
+            raise ValueError(f"{kind} takes low and high, not choices (use type: categorical)")
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"{kind} needs low < high (got low {self.low}, high {self.high})")
         if self.type == "int" and not (self.low.is_integer() and self.high.is_integer()):
-            raise ValueError(f"an int range needs whole low and high (got {self.low}, {self.high})")
-        if self.log and (self.step is not None or self.low <= 0):
-            raise ValueError("a log range needs low > 0 and no step")
+            raise ValueError(f"an int range needs whole low and high (got {self.low:g}, {self.high:g})")
+        if self.log and self.step is not None:
+            raise ValueError(f"{kind} is either on a log scale or in steps, not both")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got {self.low:g})")
+        if self.step is not None and self.step > self.high - self.low:
+            raise ValueError(f"step {self.step:g} leaves one value between {self.low:g} and {self.high:g}")
+        if self.type == "int" and self.step is not None and not self.step.is_integer():
+            raise ValueError(f"an int range needs a whole step (got {self.step:g})")
         return self
 
 

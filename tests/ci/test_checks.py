@@ -136,3 +136,20 @@ def test_a_multiclass_pipeline_passes_ci_end_to_end_on_a_synthesised_sample(tmp_
     assert re.search(r"search: trial \d the best of 4 \(C=[\d.e-]+: f1_macro [\d.]+ on the validation days\)", out)
     assert "PASS  rides  model beats a constant predictor: f1_macro " in out
     assert "PASS  rides  same seed, same metrics: refitted twice: f1_macro " in out and " roc_auc_ovr " in out
+
+
+def test_a_search_space_the_trainer_does_not_take_fails_ci_with_the_task_s_error(tmp_path, capsys):
+    project = tmp_path / "acme"
+    assert main(["init", "acme", "--path", str(project)]) == 0
+    path = project / "include" / "pipelines" / "acme.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["training"]["search"] = {"space": {"max_leaf_node": {"type": "int", "low": 8, "high": 32}}, "trials": 2}
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["ci", str(project), "--log", str(tmp_path / "run.log")]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "FAIL  acme   training: acme_training as of 2026-" in out
+        and ": search.plan_round_1 failed: BadDataFailure: training.search.space max_leaf_node: not a parameter of "
+        "training.model.trainer 'sklearn_gradient_boosting' (HistGradientBoostingClassifier.__init__() got an "
+        "unexpected keyword argument 'max_leaf_node'); 6 more upstream_failed" in out
+    ), out

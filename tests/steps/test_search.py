@@ -43,7 +43,7 @@ def run_search(target, storage, spec, training_set) -> tuple[list[list[TrialResu
     rounds: list[list[TrialResult]] = []
     for number in range(1, spec.training.search.rounds + 1):
         done = [result for results in rounds for result in results]
-        planned = search.plan_round(target, spec, training_set, "1.0", done, number)
+        planned = search.plan_round(target, storage, spec, training_set, "1.0", done, number)
         rounds.append([search.run_trial(target, storage, spec, training_set, trial) for trial in planned])
     return rounds, search.pick_best(target, spec, [result for results in rounds for result in results])
 
@@ -103,8 +103,8 @@ def test_a_search_runs_nested_trials_on_the_validation_days_and_tunes_the_candid
 
 def test_a_retried_round_or_trial_repeats_nothing(mlflow_target, storage, spec, training_set, monkeypatch):
     searched = searching(spec, trials=2, parallel=2)
-    planned = search.plan_round(mlflow_target, searched, training_set, "1.0", [], 1)
-    assert search.plan_round(mlflow_target, searched, training_set, "1.0", [], 1) == planned  # same parent run
+    planned = search.plan_round(mlflow_target, storage, searched, training_set, "1.0", [], 1)
+    assert search.plan_round(mlflow_target, storage, searched, training_set, "1.0", [], 1) == planned  # same parent run
     # a killed attempt left trial 0's run RUNNING: the retry marks it KILLED and runs the trial anew
     client = mlflow_target.client()
     experiment = client.get_run(planned[0]["search_run"]).info.experiment_id
@@ -119,19 +119,23 @@ def test_a_retried_round_or_trial_repeats_nothing(mlflow_target, storage, spec, 
     assert search.run_trial(mlflow_target, storage, searched, training_set, planned[0]) == first
 
 
-def test_a_space_the_trainer_does_not_take_fails_before_any_trial(mlflow_target, spec, training_set):
-    searched = searching(spec, space={"learning_rat": {"type": "float", "low": 0.01, "high": 0.1}})
-    with pytest.raises(
-        SpecError, match=r"training.search.space learning_rat does not fit .*'sklearn_gradient_boosting'"
-    ):
-        search.plan_round(mlflow_target, searched, training_set, "1.0", [], 1)
+def test_a_space_the_trainer_does_not_take_fails_before_any_trial(mlflow_target, storage, spec, training_set):
+    space = {
+        "learning_rat": {"type": "float", "low": 0.01, "high": 0.1},
+        "max_depth": {"type": "int", "low": 2, "high": 4},
+    }
+    refused = r"^training.search.space learning_rat: not a parameter of training.model.trainer 'sklearn_gradient_"
+    with pytest.raises(SpecError, match=refused):
+        search.plan_round(mlflow_target, storage, searching(spec, space=space), training_set, "1.0", [], 1)
     assert not mlflow_target.client().search_experiments(filter_string="name = 'churn'")  # nothing logged
 
 
 def test_a_value_the_trainer_refuses_fails_its_trial_naming_it(mlflow_target, storage, spec, training_set):
     searched = searching(spec, space={"max_leaf_nodes": {"type": "int", "low": -4, "high": -2}})
-    [trial, _] = search.plan_round(mlflow_target, searched, training_set, "1.0", [], 1)
-    with pytest.raises(SpecError, match=r"training.search trial 0 with \{'max_leaf_nodes': -\d\}.*max_leaf_nodes"):
+    [trial, _] = search.plan_round(mlflow_target, storage, searched, training_set, "1.0", [], 1)
+    refused = r"training.search trial 0: sklearn_gradient_boosting refused \{'max_leaf_nodes': -\d\} from "
+    estimator = r"training.search.space: The 'max_leaf_nodes' parameter of HistGradientBoostingClassifier"
+    with pytest.raises(SpecError, match=refused + estimator):
         search.run_trial(mlflow_target, storage, searched, training_set, trial)
     client = mlflow_target.client()
     experiment = client.get_run(trial["search_run"]).info.experiment_id
@@ -139,9 +143,11 @@ def test_a_value_the_trainer_refuses_fails_its_trial_naming_it(mlflow_target, st
     assert failed.info.status == "FAILED"
 
 
-def test_too_many_validation_days_for_the_training_part_are_explained(mlflow_target, storage, spec, training_set):
+def test_too_many_validation_days_for_the_training_set_fail_before_any_trial(
+    mlflow_target, storage, spec, training_set
+):
     searched = searching(spec, validation_days=6)  # 8 days: 2 of holdout, 6 of validation, none to train on
     searched = searched.model_copy(update={"training": searched.training.model_copy(update={"window_days": 9})})
-    [trial, _] = search.plan_round(mlflow_target, searched, training_set, "1.0", [], 1)
-    with pytest.raises(DataError, match=r"training\.search\.validation_days=6: 0 training rows"):
-        search.run_trial(mlflow_target, storage, searched, training_set, trial)
+    too_many = r"training\.search\.validation_days=6: 0 training rows, \d+ rows in the last 6 days"
+    with pytest.raises(DataError, match=too_many):
+        search.plan_round(mlflow_target, storage, searched, training_set, "1.0", [], 1)

@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -57,8 +58,28 @@ def states_of(dagrun: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
 
 
-def failed(states: dict[str, str]) -> str:
-    return ", ".join(f"{task} {state}" for task, state in states.items() if state not in ("success", "skipped"))
+def failed(states: dict[str, str], errors: dict[str, str]) -> str:
+    """What went wrong in a DAG run: each failed task's error first, then the tasks it held back."""
+    causes = [f"{task} failed: {error}" for task, error in errors.items() if states.get(task) == "failed"]
+    others = Counter(
+        state for task, state in states.items() if state not in ("success", "skipped") and task not in errors
+    )
+    return "; ".join(causes + [f"{count} more {state}" for state, count in sorted(others.items())])
+
+
+def record_errors(task: Any, errors: dict[str, str]) -> None:
+    """Keep the error a task fails with (its failure callback gets the exception) for the check's detail,
+    beside the task's own callbacks (a spec's alerts)."""
+
+    def record(context: Any) -> None:
+        exception = context.get("exception")
+        errors.setdefault(context["ti"].task_id, f"{type(exception).__name__}: {exception}" if exception else "")
+
+    callbacks = task.on_failure_callback
+    task.on_failure_callback = [
+        *(callbacks if isinstance(callbacks, list) else [callbacks] if callbacks else []),
+        record,
+    ]
 
 
 class PipelineRun:
@@ -72,9 +93,11 @@ class PipelineRun:
         self.spec, self.project, self.lake, self.target = spec, project, lake, target
         self.storage: Storage = LocalStorage(lake)
         self.dags = build_pipelines(variant)
+        self.errors: dict[str, str] = {}  # task id: the error it failed with
         for dag in self.dags.values():  # a task that fails here fails CI at once: no outage to ride out
             for task in dag.tasks:
                 task.retries = 0
+                record_errors(task, self.errors)
         self.days: list[date] = []
         self.checks: list[Check] = []
         self.champion: Any = None  # the registered version training promoted
@@ -109,10 +132,14 @@ class PipelineRun:
         from airflow_mlops.ci.sample import stage
 
         self.days, origin = stage(self.spec, self.project, self.lake, self.spec.start_date)
-        if len(self.days) <= self.spec.training.holdout_days:
+        training, held_out = self.spec.training, [f"training.holdout_days={self.spec.training.holdout_days}"]
+        if training.search:
+            held_out.append(f"training.search.validation_days={training.search.validation_days}")
+        held_out_days = training.holdout_days + (training.search.validation_days if training.search else 0)
+        if len(self.days) <= held_out_days:
             raise RunFailed(
-                f"{len(self.days)} sample days cannot train with training.holdout_days="
-                f"{self.spec.training.holdout_days}: keep at least {self.spec.training.holdout_days + 2} days"
+                f"{len(self.days)} sample days cannot train with {' and '.join(held_out)}: keep at least "
+                f"{held_out_days + 2} days"
             )
         return f"{len(self.days)} days, {self.days[0]} to {self.days[-1]}: {origin}"
 
@@ -127,8 +154,8 @@ class PipelineRun:
                 blocked = [json.loads(self.storage.read_bytes(k)) for k in results if f"date={ds}" in k]
                 reasons = "; ".join(f for r in blocked for f in r.get("blocking_failures", []))
                 raise RunFailed(f"the raw data gate blocked {ds}: {reasons or 'see the log'}")
-            if failed(states):
-                raise RunFailed(f"{dag.dag_id} on {ds}: {failed(states)}")
+            if failed(states, self.errors):
+                raise RunFailed(f"{dag.dag_id} on {ds}: {failed(states, self.errors)}")
         offline = len(self.storage.files(keys.offline_prefix(self.spec), ".parquet"))
         return f"{len(self.days)} days passed the raw gate and were published ({offline} offline partitions)"
 
@@ -137,8 +164,8 @@ class PipelineRun:
 
         dag = self.dags[self.spec.dag_id("training")]
         states = states_of(dag.test(logical_date=None, run_conf={"as_of": str(self.days[-1]), "reason": "ci"}))
-        if failed(states):
-            raise RunFailed(f"{dag.dag_id} as of {self.days[-1]}: {failed(states)}")
+        if failed(states, self.errors):
+            raise RunFailed(f"{dag.dag_id} as of {self.days[-1]}: {failed(states, self.errors)}")
         name = self.spec.registered_model_name
         champion = champion_version(self.target, name)
         if states.get("promote_champion") != "success" or champion is None:
@@ -176,8 +203,8 @@ class PipelineRun:
         dag = self.dags[self.spec.dag_id("monitoring")]
         ds = self.days[-1]
         states = states_of(dag.test(logical_date=at_midnight(ds)))
-        if failed(states):
-            raise RunFailed(f"{dag.dag_id} on {ds}: {failed(states)}")
+        if failed(states, self.errors):
+            raise RunFailed(f"{dag.dag_id} on {ds}: {failed(states, self.errors)}")
         if not self.storage.exists(keys.report(self.spec, ds, keys.DRIFT_REPORT)):
             raise RunFailed(
                 f"no drift report at {self.storage.location(keys.report(self.spec, ds, keys.DRIFT_REPORT))}"

@@ -37,7 +37,8 @@ class PlanTrialsOperator(PipelineOperator):
         from airflow_mlops.steps import search
 
         done = trial_results(self.results)
-        trials = search.plan_round(self.mlflow, self.spec, self.training_set, __version__, done, self.round_number)
+        spec, number = self.spec, self.round_number
+        trials = search.plan_round(self.mlflow, self.storage, spec, self.training_set, __version__, done, number)
         self.log.info("round %s: %s trials after %s done: %s", self.round_number, len(trials), len(done), trials)
         return trials
 

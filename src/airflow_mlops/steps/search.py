@@ -77,6 +77,7 @@ def suggest(spec: PipelineSpec, done: list[TrialResult], round_number: int) -> l
 
 def plan_round(
     target: MlflowTarget,
+    storage: Storage,
     spec: PipelineSpec,
     training_set: TrainingSetRecord,
     code_version: str,
@@ -84,25 +85,42 @@ def plan_round(
     round_number: int,
 ) -> list[TrialRecord]:
     """Round ``round_number``'s trials, numbered on from ``done``, under the search's parent run (started by
-    the first round, found again by the others and by retries). The first round checks that the space's
-    names are params the trainer takes, before any trial is run."""
+    the first round, found again by the others and by retries). The first round checks, before any trial
+    runs, that the space's names are params the trainer takes and that the training set splits."""
     params = suggest(spec, done, round_number)
     if round_number == 1 and params:
         check_space(spec, params[0])
+        validation_split(storage, spec, training_set)
     parent = start_search(target, spec, training_set, code_version)
     return [{"number": len(done) + index, "params": p, "search_run": parent} for index, p in enumerate(params)]
 
 
 def check_space(spec: PipelineSpec, params: dict[str, Any]) -> None:
-    """Build (not fit) the trainer's model with one trial's params: a name it does not take fails here."""
-    model = training.tuned(spec.training.model, params)
-    try:
-        training.build_model(model, spec.data)
-    except TypeError as exc:
+    """Build (not fit) the trainer's model with one trial's params, one at a time: a name it does not take
+    fails here, named."""
+    refused: dict[str, TypeError] = {}
+    for name, value in params.items():
+        try:
+            training.build_model(training.tuned(spec.training.model, {name: value}), spec.data)
+        except TypeError as exc:
+            refused[name] = exc
+    if refused:
+        names, trainer = ", ".join(sorted(refused)), spec.training.model.trainer
         raise SpecError(
-            f"training.search.space {', '.join(sorted(params))} does not fit training.model.trainer "
-            f"{model.trainer!r}: {exc}"
-        ) from exc
+            f"training.search.space {names}: not a parameter of training.model.trainer {trainer!r} "
+            f"({next(iter(refused.values()))})"
+        )
+
+
+def validation_split(storage: Storage, spec: PipelineSpec, training_set: TrainingSetRecord) -> training.Split:
+    """The rows before the holdout, split again: the trials train on the first part and are scored on the
+    last ``validation_days``."""
+    from airflow_mlops.storage import read_parquet
+
+    column, search = spec.data.timestamp_column, settings(spec)
+    frame = read_parquet(storage, training_set["key"])
+    before_holdout = training.time_split(frame, column, spec.training.holdout_days).train
+    return training.time_split(before_holdout, column, search.validation_days, training.HELD_OUT["validation days"])
 
 
 def start_search(target: MlflowTarget, spec: PipelineSpec, training_set: TrainingSetRecord, code_version: str) -> str:
@@ -135,9 +153,7 @@ def run_trial(
     """Fit one trial's model on the training part less its validation days, score it on them, and record
     both in a run nested under the search's run. A trial already finished (a retry) is not run again; one a
     killed attempt left running is marked ``KILLED``."""
-    from airflow_mlops.storage import read_parquet
-
-    search, data = settings(spec), spec.data
+    data = spec.data
     client = target.client()
     parent = client.get_run(trial["search_run"])
     experiment_id = str(parent.info.experiment_id)
@@ -148,10 +164,7 @@ def run_trial(
         if run.info.status == "RUNNING":
             client.set_terminated(run.info.run_id, status="KILLED")
 
-    frame = read_parquet(storage, training_set["key"])
-    before_holdout = training.time_split(frame, data.timestamp_column, spec.training.holdout_days).train
-    key = training.HELD_OUT["validation days"]
-    split = training.time_split(before_holdout, data.timestamp_column, search.validation_days, key)
+    split = validation_split(storage, spec, training_set)
     model = training.tuned(spec.training.model, trial["params"])
     tags = {PARENT_RUN: trial["search_run"], Tag.TRIAL: str(trial["number"]), Tag.PIPELINE: spec.name}
     run_id = str(client.create_run(experiment_id, run_name=f"trial-{trial['number']}", tags=tags).info.run_id)
@@ -168,8 +181,11 @@ def run_trial(
         )
         try:
             fitted = training.fit(model, data, split.train, before="validation days")
-        except SpecError as exc:
-            raise SpecError(f"training.search trial {trial['number']} with {trial['params']}: {exc}") from exc
+        except SpecError as exc:  # the estimator refused a value the space allows
+            raise SpecError(
+                f"training.search trial {trial['number']}: {model.trainer} refused {trial['params']} from "
+                f"training.search.space: {exc.__cause__ or exc}"
+            ) from exc
         metrics = training.evaluate(fitted, split.holdout, data, part="validation days")
     except BaseException:
         client.set_terminated(run_id, status="FAILED")

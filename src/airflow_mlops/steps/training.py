@@ -54,7 +54,7 @@ def time_split(
     if train.empty or holdout.empty:
         raise DataError(
             f"cannot split training set on '{timestamp_column}' with {key}={holdout_days}: "
-            f"{len(train)} training rows, {len(holdout)} holdout rows "
+            f"{len(train)} training rows, {len(holdout)} rows in the last {holdout_days} days "
             f"(data spans {timestamps.min().date()} to {timestamps.max().date()})"
         )
     return Split(train.reset_index(drop=True), holdout.reset_index(drop=True), start)
