@@ -151,5 +151,6 @@ def test_a_search_space_the_trainer_does_not_take_fails_ci_with_the_task_s_error
         "FAIL  acme   training: acme_training as of 2026-" in out
         and ": search.plan_round_1 failed: BadDataFailure: training.search.space max_leaf_node: not a parameter of "
         "training.model.trainer 'sklearn_gradient_boosting' (HistGradientBoostingClassifier.__init__() got an "
-        "unexpected keyword argument 'max_leaf_node'); 6 more upstream_failed" in out
+        "unexpected keyword argument 'max_leaf_node'); 6 more upstream_failed"
+        in out
     ), out
