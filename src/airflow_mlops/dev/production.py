@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,28 +230,24 @@ def services(topology: Topology) -> list[Component]:
     ]
 
 
+def celery_worker(
+    name: str, queues: str, concurrency: int, log_port: int, env: Mapping[str, str] | None = None
+) -> Component:
+    """A Celery worker named ``<name>@<host>`` serving ``queues`` (comma-separated) with ``concurrency`` slots,
+    its log ``celery-worker-<name>``; workers on one machine each need a log server port of their own."""
+    return Component(
+        f"celery-worker-{name}",
+        (airflow_bin(), "celery", "worker", "--queues", queues, "--concurrency", str(concurrency),
+         "--celery-hostname", f"{name}@%h"),
+        env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port), **(env or {})},
+    )  # fmt: skip
+
+
 def celery_workers(topology: Topology) -> list[Component]:
     """Two workers on one machine: queue ``default`` and queue ``gpu``, each with its own log server port."""
     return [
-        Component(
-            f"celery-worker-{queue}",
-            (
-                airflow_bin(),
-                "celery",
-                "worker",
-                "--queues",
-                queue,
-                "--concurrency",
-                concurrency,
-                "--celery-hostname",
-                f"{queue}@%h",
-            ),
-            env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port)},
-        )
-        for queue, concurrency, log_port in (
-            ("default", "2", topology.api_port + 1),
-            ("gpu", "1", topology.api_port + 3),
-        )
+        celery_worker("default", "default", 2, topology.api_port + 1),
+        celery_worker("gpu", "gpu", 1, topology.api_port + 3),
     ]
 
 
