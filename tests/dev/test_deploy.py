@@ -10,12 +10,8 @@ unreachable staging are refused with nothing moved."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -28,6 +24,7 @@ from airflow_mlops import keys
 from airflow_mlops.dev.cli import main
 from airflow_mlops.dev.stack import Api, answers, wait_for
 from airflow_mlops.spec import load_spec
+from tests.dev.up import airflow_mlops_up
 
 pytestmark = pytest.mark.e2e
 
@@ -47,38 +44,11 @@ def commit(project: Path, message: str) -> str:
 @contextmanager
 def staging(project: Path, origin: Path, home: Path) -> Iterator[Api]:
     """``airflow-mlops up`` on the branch staging tracks, as a user starts it; Ctrl+C when done."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS"))}
-    cli = Path(sys.executable).with_name("airflow-mlops")
-    argv = [cli, "up", "--project", project, "--home", home, "--port", str(API_PORT), "--paused"]
-    argv += ["--git-branch", "deploy/staging", "--git-repo", origin]
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen: list[str] = []
-
-    def read() -> None:  # all it prints, to the end: a full pipe would block the CLI (and its shutdown)
-        assert process.stdout is not None
-        for line in process.stdout:
-            seen.append(line)
-
-    threading.Thread(target=read, daemon=True).start()
-
-    def listed() -> bool:
-        assert process.poll() is None, "".join(seen)
-        return any(line.startswith("DAGs, paused") for line in seen)
-
-    try:
-        wait_for(listed, "airflow-mlops up to list the DAGs", timeout=400, interval=0.5)
+    args = ("--paused", "--git-branch", "deploy/staging", "--git-repo", origin)
+    with airflow_mlops_up(project, home, API_PORT, *args) as seen:
+        assert any(line.startswith("DAGs, paused") for line in seen)
         assert f"starting Airflow for branch deploy/staging of {origin}" in seen[0]
         yield Api(f"http://localhost:{API_PORT}")
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=120) in (0, 130), "".join(seen)  # components get 30 s, then SIGKILL
-    finally:
-        if process.poll() is None:  # SIGTERM: the CLI stops its components on the way out
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def deploy(project: Path, *args: str) -> int:
