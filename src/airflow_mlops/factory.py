@@ -13,13 +13,12 @@ With ``alerts`` in the spec, every task's failure (after its retries) is sent to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, TaskGroup, XComArg
+from airflow.sdk import DAG, Asset, BaseOperator, CronDataIntervalTimetable, Param, TaskGroup, XComArg
 from airflow.sdk.bases.timetable import BaseTimetable
 
 from airflow_mlops.notifications import PipelineNotifier
@@ -44,7 +43,7 @@ from airflow_mlops.operators.training import (
 )
 from airflow_mlops.operators.validation import ValidateDataOperator
 from airflow_mlops.sensors.partition import PartitionSensor
-from airflow_mlops.spec import PipelineSpec, load_spec, load_specs
+from airflow_mlops.spec import PipelineSpec, SearchSpec, load_spec, load_specs
 
 # Outages (MLflow restarting, S3 throttling, Redis failing over) are retried for about 7 minutes: 30 s, 1, 2
 # and 4 min. Bad data never is (it fails for good). No task may hang a worker slot for more than an hour.
@@ -137,14 +136,13 @@ def training_dag(spec: PipelineSpec) -> DAG:
         # Only training moves to training.queue: infra validation stays on the default (CPU) workers so
         # that it proves the model loads and scores where batch scoring runs.
         training_queue = {"queue": spec.training.queue} if spec.training.queue else {}
-        search = search_group(spec, build.output) if spec.training.search else None
-        if search is not None:
-            gate >> search.upstream
+        search = spec.training.search
+        best = search_group(spec, search, build.output, after=gate) if search else None
         train = TrainModelOperator(
             task_id="train_model",
             training_set=build.output,
             validation=gate.output,
-            search=search.best if search else None,
+            search=best,
             execution_timeout=timedelta(minutes=spec.training.timeout_minutes),
             **training_queue,
             **common,
@@ -160,18 +158,10 @@ def training_dag(spec: PipelineSpec) -> DAG:
     return dag
 
 
-@dataclass(frozen=True)
-class Search:
-    upstream: TaskGroup
-    best: XComArg
-
-
-def search_group(spec: PipelineSpec, training_set: XComArg) -> Search:
-    """``training.search`` as a task group: per round, a task asks Optuna for the round's trials and one mapped
-    task per trial runs it (on ``training.search.queue``, else ``training.queue``); the next round is asked
-    with their results, and ``pick_best`` takes the best of all."""
-    search = spec.training.search
-    assert search is not None
+def search_group(spec: PipelineSpec, search: SearchSpec, training_set: XComArg, after: BaseOperator) -> XComArg:
+    """``training.search`` as a task group after ``after``: per round, a task asks Optuna for the round's trials
+    and one mapped task per trial runs it (on ``training.search.queue``, else ``training.queue``); the next round
+    is asked with their results, and ``pick_best`` takes the best of all, whose output it returns."""
     common = {"spec_path": str(spec.source)}
     queue = {"queue": spec.training.trials_queue} if spec.training.trials_queue else {}
     with TaskGroup("search", tooltip=f"{search.trials} trials, {search.parallel} at a time") as group:
@@ -193,7 +183,8 @@ def search_group(spec: PipelineSpec, training_set: XComArg) -> Search:
             ).expand(trial=plan.output)
             results.append(trials.output)
         best = PickBestOperator(task_id="pick_best", results=results, **common)
-    return Search(group, best.output)
+    after >> group
+    return best.output
 
 
 def monitoring_dag(spec: PipelineSpec) -> DAG:

@@ -160,7 +160,7 @@ def run_trial(
     where = f"tags.`{PARENT_RUN}` = '{trial['search_run']}' and tags.`{Tag.TRIAL}` = '{trial['number']}'"
     for run in client.search_runs([experiment_id], where):
         if run.info.status == "FINISHED":
-            return finished(target, spec, trial, run, run.data.metrics)
+            return finished(target, spec, trial, run.info.run_id, experiment_id, run.data.metrics)
         if run.info.status == "RUNNING":
             client.set_terminated(run.info.run_id, status="KILLED")
 
@@ -193,19 +193,24 @@ def run_trial(
     logged = {f"{VALIDATION_PREFIX}{k}": v for k, v in metrics.items()}
     log(client, run_id, metrics=logged)
     client.set_terminated(run_id, status="FINISHED")
-    return finished(target, spec, trial, client.get_run(run_id), logged)
+    return finished(target, spec, trial, run_id, experiment_id, logged)
 
 
 def finished(
-    target: MlflowTarget, spec: PipelineSpec, trial: TrialRecord, run: Any, run_metrics: dict[str, float]
+    target: MlflowTarget,
+    spec: PipelineSpec,
+    trial: TrialRecord,
+    run_id: str,
+    experiment_id: str,
+    run_metrics: dict[str, float],
 ) -> TrialResult:
-    """A finished trial's result, from its run and the metrics it logged."""
+    """A finished trial's result: its run and the metrics that run logged."""
     metrics = {k.removeprefix(VALIDATION_PREFIX): v for k, v in run_metrics.items() if k.startswith(VALIDATION_PREFIX)}
     metric = spec.training.primary_metric
     return {
         **trial,
-        "run_id": str(run.info.run_id),
-        "experiment_id": str(run.info.experiment_id),
+        "run_id": str(run_id),
+        "experiment_id": experiment_id,
         "mlflow_ui": target.ui_url,
         "metric": metric,
         "value": metrics[metric],
